@@ -1,1 +1,93 @@
-fn main() {}
+//! `cloudproxy`: one binary, one subcommand per role.
+//!
+//! Exit codes (sysexits): 0 ok, 64 bad usage or configuration, 69 a dependency (a port, an
+//! address) unavailable, 1 anything else.
+#![forbid(unsafe_code)]
+
+mod demo;
+mod edge_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for bad usage or configuration (EX_USAGE).
+pub const EX_USAGE: u8 = 64;
+/// Exit code for an unavailable dependency (EX_UNAVAILABLE).
+pub const EX_UNAVAILABLE: u8 = 69;
+
+#[derive(Parser)]
+#[command(
+    name = "cloudproxy",
+    version,
+    about = "Firewall-friendly cloud proxy for real-time audio/video: TURN edge and tools."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a TURN edge (UDP 3478-3500, TCP 3433-3460 by default).
+    Edge(Box<edge_cmd::EdgeArgs>),
+    /// Run a local demo: an edge on 127.0.0.1 with generated credentials and a UDP echo peer,
+    /// and print how to point a TURN client at it.
+    Demo(demo::DemoArgs),
+    /// Check an edge configuration file and exit (0 valid, 64 invalid).
+    CheckConfig {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Edge(args) => edge_cmd::run(*args),
+        Command::Demo(args) => demo::run(args),
+        Command::CheckConfig { file } => {
+            match edge::EdgeConfig::load(&file).and_then(|c| c.validate().map(|_| c)) {
+                Ok(_) => {
+                    println!("{}: OK", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EX_USAGE)
+                }
+            }
+        }
+    }
+}
+
+/// Installs the log subscriber: RUST_LOG filters (default info), text or JSON lines on stderr.
+pub fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -1,1 +1,305 @@
+//! `cloudproxy edge`: the data plane. TURN over UDP and TCP (RFC 8656, RFC 6062), driven by
+//! the sans-IO [`turn_proto::server::Server`], one per shard thread.
+//!
+//! [`Edge::start`] binds every socket before it returns, so a caller (the binary, or a test)
+//! learns about a port in use at once, and can connect as soon as it has the handle.
+#![warn(missing_docs)]
 
+pub mod auth;
+pub mod config;
+mod shard;
+mod sockets;
+
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+use turn_proto::codec::Family;
+use turn_proto::policy::{PeerPolicy, PeerPolicyConfig};
+use turn_proto::server::{Server, ServerConfig, SharedQuota, Stats};
+
+pub use config::{ConfigError, EdgeConfig, PortRange};
+use shard::{RelayPlan, Shard};
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A socket could not be bound (port in use, address not local, ...).
+    #[error("cannot bind {what} {addr}: {source}")]
+    Bind {
+        /// What was being bound.
+        what: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Anything else at start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running edge. Dropping it (or [`Edge::shutdown`]) stops every shard.
+pub struct Edge {
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Vec<Arc<Mutex<Stats>>>,
+    quota: Arc<SharedQuota>,
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+}
+
+impl Edge {
+    /// Validates `cfg`, binds every listener on every shard and starts serving.
+    pub fn start(cfg: EdgeConfig) -> Result<Self, StartError> {
+        cfg.validate()?;
+        let relay_ips = cfg.effective_relay_ips();
+        let plan = RelayPlan {
+            v4: relay_ips.iter().copied().find(IpAddr::is_ipv4),
+            v6: relay_ips.iter().copied().find(IpAddr::is_ipv6),
+            ports: cfg.relay_ports,
+        };
+        let udp: Vec<SocketAddr> = cfg
+            .udp_ports
+            .iter()
+            .map(|p| SocketAddr::new(cfg.listen, p))
+            .collect();
+        let tcp: Vec<SocketAddr> = cfg
+            .tcp_ports
+            .iter()
+            .map(|p| SocketAddr::new(cfg.listen, p))
+            .collect();
+        let policy = build_policy(&cfg, &relay_ips, &udp, &tcp);
+        if cfg.rtn_prefixes.is_empty() {
+            warn!("no rtn_prefixes configured: every peer will be refused (403)");
+        }
+        if cfg.dangerous_allow_loopback_peers {
+            warn!("dangerous_allow_loopback_peers is ON: loopback peers are allowed. Never on a real edge.");
+        }
+        let quota = SharedQuota::new(cfg.max_allocations);
+        let nonce_key = nonce_key(&cfg);
+        let (shutdown, _) = watch::channel(false);
+        let mut threads = Vec::new();
+        let mut stats = Vec::new();
+        for shard_no in 0..cfg.shards {
+            let server_cfg = ServerConfig {
+                realm: cfg.realm.clone(),
+                nonce_key: nonce_key.clone(),
+                relay_families: [plan.v4.map(|_| Family::V4), plan.v6.map(|_| Family::V6)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                max_allocations_per_user: cfg.max_allocations_per_user,
+                max_permissions_per_allocation: cfg.max_permissions_per_allocation,
+                max_channels_per_allocation: cfg.max_channels_per_allocation,
+                shard: shard_no as u8,
+                ..ServerConfig::default()
+            };
+            let auth = auth::EdgeAuth::from_config(&cfg).map_err(StartError::Other)?;
+            let (now, unix) = shard::wall_clock();
+            let server = Server::new(
+                server_cfg,
+                Box::new(auth),
+                policy.clone(),
+                quota.clone(),
+                now,
+                unix,
+            );
+            let mut udp_socks = Vec::new();
+            for a in &udp {
+                udp_socks.push(
+                    sockets::udp_listener(*a).map_err(|source| StartError::Bind {
+                        what: "UDP listener",
+                        addr: *a,
+                        source,
+                    })?,
+                );
+            }
+            let mut tcp_socks = Vec::new();
+            for a in &tcp {
+                tcp_socks.push(sockets::tcp_listener(*a, 1024).map_err(|source| {
+                    StartError::Bind {
+                        what: "TCP listener",
+                        addr: *a,
+                        source,
+                    }
+                })?);
+            }
+            let shard_stats = Arc::new(Mutex::new(Stats::default()));
+            stats.push(shard_stats.clone());
+            let plan = plan.clone();
+            let max_tcp = cfg.max_tcp_connections;
+            let mut stop = shutdown.subscribe();
+            let (ready_tx, ready_rx) = std_mpsc::channel::<Result<(), String>>();
+            let t = std::thread::Builder::new()
+                .name(format!("edge-shard-{shard_no}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&rt, async move {
+                        let shard = match Shard::new(server, udp_socks, plan, max_tcp) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e.to_string()));
+                                return;
+                            }
+                        };
+                        if let Err(e) = shard.start(tcp_socks) {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                        let _ = ready_tx.send(Ok(()));
+                        let local_stats: Rc<RefCell<Stats>> = shard.stats.clone();
+                        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+                        loop {
+                            tokio::select! {
+                                _ = stop.changed() => break,
+                                _ = tick.tick() => {
+                                    let snap = local_stats.borrow().clone();
+                                    *shard_stats.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+                                }
+                            }
+                        }
+                    });
+                })
+                .map_err(|e| StartError::Other(e.to_string()))?;
+            ready_rx
+                .recv()
+                .map_err(|_| StartError::Other("shard thread died at start".into()))?
+                .map_err(StartError::Other)?;
+            threads.push(t);
+        }
+        info!(
+            udp = %cfg.udp_ports, tcp = %cfg.tcp_ports, listen = %cfg.listen, relay = ?relay_ips,
+            relay_ports = %cfg.relay_ports, shards = cfg.shards, realm = %cfg.realm,
+            "edge serving TURN"
+        );
+        Ok(Self {
+            shutdown,
+            threads,
+            stats,
+            quota,
+            udp,
+            tcp,
+        })
+    }
+
+    /// UDP listener addresses.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp
+    }
+
+    /// TCP listener addresses.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp
+    }
+
+    /// Counters summed over shards (refreshed twice a second).
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for s in &self.stats {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            total.allocations_created += s.allocations_created;
+            total.allocations_removed += s.allocations_removed;
+            total.allocations_active += s.allocations_active;
+            total.requests_refused += s.requests_refused;
+            total.challenges += s.challenges;
+            total.policy_denied += s.policy_denied;
+            total.malformed += s.malformed;
+            total.to_peer_packets += s.to_peer_packets;
+            total.to_peer_bytes += s.to_peer_bytes;
+            total.to_client_packets += s.to_client_packets;
+            total.to_client_bytes += s.to_client_bytes;
+            total.dropped_no_route += s.dropped_no_route;
+        }
+        total
+    }
+
+    /// Allocations alive on the edge now.
+    pub fn allocations(&self) -> usize {
+        self.quota.total()
+    }
+
+    /// Stops every shard and waits for the threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn build_policy(
+    cfg: &EdgeConfig,
+    relay_ips: &[IpAddr],
+    udp: &[SocketAddr],
+    tcp: &[SocketAddr],
+) -> PeerPolicy {
+    let mut own_ips: Vec<IpAddr> = relay_ips.to_vec();
+    if !cfg.listen.is_unspecified() {
+        own_ips.push(cfg.listen);
+    }
+    let mut own_port_ranges = vec![
+        (cfg.listen, cfg.udp_ports.first, cfg.udp_ports.last),
+        (cfg.listen, cfg.tcp_ports.first, cfg.tcp_ports.last),
+    ];
+    for ip in relay_ips {
+        own_port_ranges.push((*ip, cfg.relay_ports.first, cfg.relay_ports.last));
+    }
+    PeerPolicy::new(PeerPolicyConfig {
+        rtn_prefixes: cfg.rtn_prefixes.clone(),
+        own_addresses: udp.iter().chain(tcp).copied().collect(),
+        own_ips,
+        own_port_ranges,
+        dangerous_allow_loopback_peers: cfg.dangerous_allow_loopback_peers,
+    })
+}
+
+fn nonce_key(cfg: &EdgeConfig) -> Vec<u8> {
+    use hmac_sha256_kdf as kdf;
+    if let Some(s) = &cfg.nonce_secret {
+        return s.as_bytes().to_vec();
+    }
+    match cfg.auth_secrets.first() {
+        Some(s) => kdf(s.secret.as_bytes()),
+        None => {
+            let mut k = vec![0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut k[..]);
+            k
+        }
+    }
+}
+
+/// Derives the nonce key from the first REST secret, so every edge sharing that secret accepts
+/// the others' nonces without another setting; the derivation keeps the two uses apart.
+fn hmac_sha256_kdf(secret: &[u8]) -> Vec<u8> {
+    let mut k = b"cloudproxy nonce key v1:".to_vec();
+    k.extend_from_slice(secret);
+    k
+}

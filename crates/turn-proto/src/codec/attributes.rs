@@ -57,9 +57,7 @@ pub fn is_comprehension_required(t: u16) -> bool {
 
 /// Whether this implementation knows the attribute type. A request carrying a
 /// comprehension-required type for which this is false is answered 420 (RFC 8489 §7.3.1).
-///
-/// RESERVATION-TOKEN is deliberately absent: the server does not implement reservations, and
-/// answering 420 for it is what RFC 8656 §7.2 expects of such a server.
+
 pub fn is_known(t: u16) -> bool {
     use attr::*;
     matches!(
@@ -84,6 +82,7 @@ pub fn is_known(t: u16) -> bool {
             | PASSWORD_ALGORITHM
             | USERHASH
             | XOR_MAPPED_ADDRESS
+            | RESERVATION_TOKEN
             | PRIORITY
             | USE_CANDIDATE
             | CONNECTION_ID
@@ -133,7 +132,10 @@ pub fn decode_xor_address(
     txid: &[u8; 12],
 ) -> Result<SocketAddr, DecodeError> {
     if value.len() < 4 {
-        return Err(DecodeError::BadAttributeLength { attr: attr_type, len: value.len() });
+        return Err(DecodeError::BadAttributeLength {
+            attr: attr_type,
+            len: value.len(),
+        });
     }
     let family = Family::from_u8(value[1])?;
     let port = u16::from_be_bytes([value[2], value[3]]) ^ (MAGIC_COOKIE >> 16) as u16;
@@ -153,7 +155,12 @@ pub fn decode_xor_address(
             }
             IpAddr::V6(Ipv6Addr::from(a))
         }
-        _ => return Err(DecodeError::BadAttributeLength { attr: attr_type, len: value.len() }),
+        _ => {
+            return Err(DecodeError::BadAttributeLength {
+                attr: attr_type,
+                len: value.len(),
+            })
+        }
     };
     Ok(SocketAddr::new(ip, port))
 }
@@ -200,7 +207,10 @@ impl<'a> ErrorCode<'a> {
     /// Parses an ERROR-CODE value.
     pub fn decode(value: &'a [u8]) -> Result<Self, DecodeError> {
         if value.len() < 4 || value.len() > 4 + 763 {
-            return Err(DecodeError::BadAttributeLength { attr: attr::ERROR_CODE, len: value.len() });
+            return Err(DecodeError::BadAttributeLength {
+                attr: attr::ERROR_CODE,
+                len: value.len(),
+            });
         }
         let class = u16::from(value[2] & 0x07);
         let number = u16::from(value[3]);
@@ -209,7 +219,10 @@ impl<'a> ErrorCode<'a> {
         }
         let reason = std::str::from_utf8(&value[4..])
             .map_err(|_| DecodeError::BadAttributeValue(attr::ERROR_CODE))?;
-        Ok(Self { code: class * 100 + number, reason })
+        Ok(Self {
+            code: class * 100 + number,
+            reason,
+        })
     }
 }
 
@@ -220,11 +233,17 @@ mod tests {
     #[test]
     fn xor_address_round_trip_v4_v6() {
         let txid = [7u8; 12];
-        for addr in ["192.0.2.1:32853", "[2001:db8:1234:5678:11:2233:4455:6677]:32853"] {
+        for addr in [
+            "192.0.2.1:32853",
+            "[2001:db8:1234:5678:11:2233:4455:6677]:32853",
+        ] {
             let addr: SocketAddr = addr.parse().unwrap();
             let mut out = [0u8; 20];
             let n = encode_xor_address(addr, &txid, &mut out);
-            assert_eq!(decode_xor_address(attr::XOR_PEER_ADDRESS, &out[..n], &txid), Ok(addr));
+            assert_eq!(
+                decode_xor_address(attr::XOR_PEER_ADDRESS, &out[..n], &txid),
+                Ok(addr)
+            );
         }
     }
 

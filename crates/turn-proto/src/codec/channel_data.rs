@@ -4,8 +4,13 @@ use super::DecodeError;
 
 /// Lowest channel number a client may bind.
 pub const CHANNEL_MIN: u16 = 0x4000;
-/// Highest channel number a client may bind (0x5000..=0x7FFF are reserved).
-pub const CHANNEL_MAX: u16 = 0x4FFF;
+/// Highest channel number a client may bind.
+///
+/// RFC 8656 narrowed the range to 0x4000..=0x4FFF and reserved 0x5000..=0x7FFF, but RFC 5766
+/// allowed up to 0x7FFE and clients written to it (coturn's `turnutils_uclient` among them)
+/// still pick numbers there. The first two bits still say "ChannelData", so accepting the old
+/// range costs nothing and keeps those clients working; 0x7FFF stays refused.
+pub const CHANNEL_MAX: u16 = 0x7FFE;
 
 /// A ChannelData message borrowing its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +26,10 @@ impl<'a> ChannelData<'a> {
     /// next multiple of 4 (padding, mandatory over TCP, optional over UDP) and refused beyond.
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
         if buf.len() < 4 {
-            return Err(DecodeError::Truncated { need: 4, have: buf.len() });
+            return Err(DecodeError::Truncated {
+                need: 4,
+                have: buf.len(),
+            });
         }
         let channel = u16::from_be_bytes([buf[0], buf[1]]);
         if !(CHANNEL_MIN..=CHANNEL_MAX).contains(&channel) {
@@ -29,13 +37,21 @@ impl<'a> ChannelData<'a> {
         }
         let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
         if buf.len() < 4 + len {
-            return Err(DecodeError::Truncated { need: 4 + len, have: buf.len() });
+            return Err(DecodeError::Truncated {
+                need: 4 + len,
+                have: buf.len(),
+            });
         }
         let padded = 4 + ((len + 3) & !3);
         if buf.len() > padded {
-            return Err(DecodeError::TrailingBytes { extra: buf.len() - padded });
+            return Err(DecodeError::TrailingBytes {
+                extra: buf.len() - padded,
+            });
         }
-        Ok(Self { channel, data: &buf[4..4 + len] })
+        Ok(Self {
+            channel,
+            data: &buf[4..4 + len],
+        })
     }
 
     /// Writes the 4-byte header for `len` bytes of data on `channel`.
@@ -58,6 +74,10 @@ mod tests {
         let over = [0x40, 0x01, 0, 3, 1, 2, 3, 0, 0];
         assert!(ChannelData::decode(&over).is_err());
         assert!(ChannelData::decode(&[0x40, 0x01, 0, 4, 1]).is_err());
-        assert_eq!(ChannelData::decode(&[0x50, 0, 0, 0]), Err(DecodeError::BadChannelNumber(0x5000)));
+        assert_eq!(
+            ChannelData::decode(&[0x7F, 0xFF, 0, 0]),
+            Err(DecodeError::BadChannelNumber(0x7FFF))
+        );
+        assert!(ChannelData::decode(&[0x50, 0, 0, 0]).is_ok());
     }
 }

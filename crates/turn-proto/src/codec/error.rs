@@ -63,8 +63,8 @@ pub enum DecodeError {
     /// An attribute value is malformed in a way its type defines (reason code, UTF-8, ...).
     #[error("attribute {0:#06x} has an invalid value")]
     BadAttributeValue(u16),
-    /// A ChannelData channel number outside 0x4000..=0x4FFF.
-    #[error("channel number {0:#06x} is outside 0x4000..=0x4FFF")]
+    /// A ChannelData channel number outside 0x4000..=0x7FFE.
+    #[error("channel number {0:#06x} is outside 0x4000..=0x7FFE")]
     BadChannelNumber(u16),
     /// The first two bits are neither STUN (00) nor ChannelData (01).
     #[error("neither STUN nor ChannelData (first byte {0:#04x})")]

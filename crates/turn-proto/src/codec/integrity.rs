@@ -24,7 +24,7 @@ pub enum IntegrityKind {
 
 impl IntegrityKind {
     /// Length of the attribute value.
-    pub fn len(self) -> usize {
+    pub fn mac_len(self) -> usize {
         match self {
             IntegrityKind::Sha1 => 20,
             IntegrityKind::Sha256 => 32,
@@ -72,13 +72,14 @@ fn patched_header(msg: &[u8], covered_len: usize) -> [u8; HEADER_LEN] {
 }
 
 /// Computes the integrity value for `msg[..attr_at]`, where `attr_at` is the offset of the
-/// integrity attribute header. Writes `kind.len()` bytes into `out`.
+/// integrity attribute header. Writes `kind.mac_len()` bytes into `out`.
 pub(crate) fn compute(kind: IntegrityKind, key: &[u8], msg: &[u8], attr_at: usize, out: &mut [u8]) {
-    let covered = attr_at - HEADER_LEN + 4 + kind.len();
+    let covered = attr_at - HEADER_LEN + 4 + kind.mac_len();
     let header = patched_header(msg, covered);
     match kind {
         IntegrityKind::Sha1 => {
-            let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut mac =
+                <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
             mac.update(&header);
             mac.update(&msg[HEADER_LEN..attr_at]);
             out[..20].copy_from_slice(&mac.finalize().into_bytes());
@@ -94,15 +95,21 @@ pub(crate) fn compute(kind: IntegrityKind, key: &[u8], msg: &[u8], attr_at: usiz
 }
 
 /// Checks an integrity value in constant time.
-pub(crate) fn verify(kind: IntegrityKind, key: &[u8], msg: &[u8], attr_at: usize, value: &[u8]) -> bool {
+pub(crate) fn verify(
+    kind: IntegrityKind,
+    key: &[u8],
+    msg: &[u8],
+    attr_at: usize,
+    value: &[u8],
+) -> bool {
     // RFC 8489 §14.6 allows truncated SHA-256 MACs of at least 16 bytes; we accept only the
     // full length, which is what every client we know sends and what we send.
-    if value.len() != kind.len() {
+    if value.len() != kind.mac_len() {
         return false;
     }
     let mut expected = [0u8; 32];
     compute(kind, key, msg, attr_at, &mut expected);
-    expected[..kind.len()].ct_eq(value).into()
+    expected[..kind.mac_len()].ct_eq(value).into()
 }
 
 /// CRC-32 of `msg[..attr_at]` XOR 0x5354554e, with the length patched to include FINGERPRINT.

@@ -16,8 +16,9 @@ pub type TransactionId = [u8; 12];
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     typ: u16,
-    /// Offset of the value within the message.
-    at: u16,
+    /// Offset of the value within the message. A message is up to 20 + 65,532 bytes, so this
+    /// does not fit in a `u16`.
+    at: u32,
     len: u16,
 }
 
@@ -57,7 +58,10 @@ impl<'a> Message<'a> {
     /// Decodes exactly one message occupying all of `buf`.
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
         if buf.len() < HEADER_LEN {
-            return Err(DecodeError::Truncated { need: HEADER_LEN, have: buf.len() });
+            return Err(DecodeError::Truncated {
+                need: HEADER_LEN,
+                have: buf.len(),
+            });
         }
         if buf[0] & 0xC0 != 0 {
             return Err(DecodeError::NotStun(buf[0] >> 6));
@@ -72,10 +76,15 @@ impl<'a> Message<'a> {
         }
         let total = HEADER_LEN + len as usize;
         if buf.len() < total {
-            return Err(DecodeError::Truncated { need: total, have: buf.len() });
+            return Err(DecodeError::Truncated {
+                need: total,
+                have: buf.len(),
+            });
         }
         if buf.len() > total {
-            return Err(DecodeError::TrailingBytes { extra: buf.len() - total });
+            return Err(DecodeError::TrailingBytes {
+                extra: buf.len() - total,
+            });
         }
         let mut msg = Message {
             buf,
@@ -98,7 +107,10 @@ impl<'a> Message<'a> {
         let mut at = HEADER_LEN;
         while at < buf.len() {
             if buf.len() - at < 4 {
-                return Err(DecodeError::Truncated { need: at + 4, have: buf.len() });
+                return Err(DecodeError::Truncated {
+                    need: at + 4,
+                    have: buf.len(),
+                });
             }
             let typ = u16::from_be_bytes([buf[at], buf[at + 1]]);
             let len = u16::from_be_bytes([buf[at + 2], buf[at + 3]]);
@@ -114,9 +126,13 @@ impl<'a> Message<'a> {
             match typ {
                 attr::FINGERPRINT => {
                     if len != 4 {
-                        return Err(DecodeError::BadAttributeLength { attr: typ, len: len as usize });
+                        return Err(DecodeError::BadAttributeLength {
+                            attr: typ,
+                            len: len as usize,
+                        });
                     }
-                    let got = u32::from_be_bytes(buf[value_at..value_at + 4].try_into().expect("4"));
+                    let got =
+                        u32::from_be_bytes(buf[value_at..value_at + 4].try_into().expect("4"));
                     if integrity::fingerprint(buf, at) != got {
                         return Err(DecodeError::FingerprintMismatch);
                     }
@@ -131,7 +147,11 @@ impl<'a> Message<'a> {
                     if self.n == MAX_ATTRIBUTES {
                         return Err(DecodeError::TooManyAttributes(MAX_ATTRIBUTES));
                     }
-                    self.slots[self.n] = Slot { typ, at: value_at as u16, len };
+                    self.slots[self.n] = Slot {
+                        typ,
+                        at: value_at as u32,
+                        len,
+                    };
                     self.n += 1;
                     if !is_known(typ) && self.n_unknown < self.unknown.len() {
                         self.unknown[self.n_unknown] = typ;
@@ -166,7 +186,10 @@ impl<'a> Message<'a> {
 
     /// The value of the first attribute of type `t`, if present (and not after integrity).
     pub fn get(&self, t: u16) -> Option<&'a [u8]> {
-        self.slots[..self.n].iter().find(|s| s.typ == t).map(|s| self.value(s))
+        self.slots[..self.n]
+            .iter()
+            .find(|s| s.typ == t)
+            .map(|s| self.value(s))
     }
 
     /// Byte range of the first attribute of type `t` within the message.
@@ -222,17 +245,24 @@ impl<'a> Message<'a> {
     pub fn text(&self, t: u16) -> Result<Option<&'a str>, DecodeError> {
         match self.get(t) {
             None => Ok(None),
-            Some(v) => std::str::from_utf8(v).map(Some).map_err(|_| DecodeError::BadAttributeValue(t)),
+            Some(v) => std::str::from_utf8(v)
+                .map(Some)
+                .map_err(|_| DecodeError::BadAttributeValue(t)),
         }
     }
 
     /// An XOR address attribute.
     pub fn xor_address(&self, t: u16) -> Result<Option<SocketAddr>, DecodeError> {
-        self.get(t).map(|v| decode_xor_address(t, v, &self.txid)).transpose()
+        self.get(t)
+            .map(|v| decode_xor_address(t, v, &self.txid))
+            .transpose()
     }
 
     /// Every XOR-PEER-ADDRESS in the message (CreatePermission may carry several).
-    pub fn xor_addresses(&self, t: u16) -> impl Iterator<Item = Result<SocketAddr, DecodeError>> + '_ {
+    pub fn xor_addresses(
+        &self,
+        t: u16,
+    ) -> impl Iterator<Item = Result<SocketAddr, DecodeError>> + '_ {
         self.slots[..self.n]
             .iter()
             .filter(move |s| s.typ == t)
@@ -244,13 +274,18 @@ impl<'a> Message<'a> {
         match self.get(t) {
             None => Ok(None),
             Some(v) if v.len() == 4 => Ok(Some(u32::from_be_bytes(v.try_into().expect("4")))),
-            Some(v) => Err(DecodeError::BadAttributeLength { attr: t, len: v.len() }),
+            Some(v) => Err(DecodeError::BadAttributeLength {
+                attr: t,
+                len: v.len(),
+            }),
         }
     }
 
     /// ERROR-CODE, if present.
     pub fn error_code(&self) -> Result<Option<ErrorCode<'a>>, DecodeError> {
-        self.get(attr::ERROR_CODE).map(ErrorCode::decode).transpose()
+        self.get(attr::ERROR_CODE)
+            .map(ErrorCode::decode)
+            .transpose()
     }
 
     /// Writes this message's header and indexed attributes (including integrity and
@@ -301,7 +336,8 @@ impl<'b> MessageBuilder<'b> {
     /// Adds a raw attribute, padding the value to 4 bytes with zeros.
     pub fn add(&mut self, t: u16, value: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(&t.to_be_bytes());
-        self.buf.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(value.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(value);
         let pad = (4 - value.len() % 4) % 4;
         self.buf.extend_from_slice(&[0u8; 3][..pad]);
@@ -343,10 +379,10 @@ impl<'b> MessageBuilder<'b> {
     /// Appends MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 computed with `key`.
     pub fn integrity(&mut self, kind: IntegrityKind, key: &[u8]) -> &mut Self {
         let at = self.buf.len();
-        self.add(kind.attr(), &[0u8; 32][..kind.len()]);
+        self.add(kind.attr(), &[0u8; 32][..kind.mac_len()]);
         let mut mac = [0u8; 32];
         integrity::compute(kind, key, self.buf, at, &mut mac);
-        self.buf[at + 4..at + 4 + kind.len()].copy_from_slice(&mac[..kind.len()]);
+        self.buf[at + 4..at + 4 + kind.mac_len()].copy_from_slice(&mac[..kind.mac_len()]);
         self
     }
 
@@ -376,7 +412,11 @@ mod tests {
     use super::*;
 
     fn req(buf: &mut Vec<u8>) {
-        let mut b = MessageBuilder::new(buf, MessageType::new(Method::Allocate, Class::Request), [1; 12]);
+        let mut b = MessageBuilder::new(
+            buf,
+            MessageType::new(Method::Allocate, Class::Request),
+            [1; 12],
+        );
         b.add_u32(attr::REQUESTED_TRANSPORT, 17 << 24);
         b.add(attr::USERNAME, b"alice");
         b.integrity(IntegrityKind::Sha1, b"key");
@@ -407,13 +447,20 @@ mod tests {
         }
         let last = buf.len() - 1;
         buf[last] ^= 1;
-        assert_eq!(Message::decode(&buf).unwrap_err(), DecodeError::FingerprintMismatch);
+        assert_eq!(
+            Message::decode(&buf).unwrap_err(),
+            DecodeError::FingerprintMismatch
+        );
     }
 
     #[test]
     fn attributes_after_integrity_are_ignored() {
         let mut buf = Vec::new();
-        let mut b = MessageBuilder::new(&mut buf, MessageType::new(Method::Refresh, Class::Request), [2; 12]);
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Method::Refresh, Class::Request),
+            [2; 12],
+        );
         b.integrity(IntegrityKind::Sha1, b"k");
         b.add(attr::USERNAME, b"mallory");
         let m = Message::decode(&buf).unwrap();
@@ -423,21 +470,32 @@ mod tests {
     #[test]
     fn unknown_required_attributes_are_listed() {
         let mut buf = Vec::new();
-        let mut b = MessageBuilder::new(&mut buf, MessageType::new(Method::Allocate, Class::Request), [3; 12]);
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Method::Allocate, Class::Request),
+            [3; 12],
+        );
         b.add(0x7777, b"x");
         b.add(0x8888, b"y");
         b.add(attr::RESERVATION_TOKEN, &[0; 8]);
         let m = Message::decode(&buf).unwrap();
-        assert_eq!(m.unknown_required(), &[0x7777, attr::RESERVATION_TOKEN]);
+        assert_eq!(m.unknown_required(), &[0x7777]);
     }
 
     #[test]
     fn too_many_attributes() {
         let mut buf = Vec::new();
-        let mut b = MessageBuilder::new(&mut buf, MessageType::new(Method::Binding, Class::Request), [4; 12]);
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Method::Binding, Class::Request),
+            [4; 12],
+        );
         for _ in 0..=MAX_ATTRIBUTES {
             b.add(attr::SOFTWARE, b"");
         }
-        assert_eq!(Message::decode(&buf).unwrap_err(), DecodeError::TooManyAttributes(MAX_ATTRIBUTES));
+        assert_eq!(
+            Message::decode(&buf).unwrap_err(),
+            DecodeError::TooManyAttributes(MAX_ATTRIBUTES)
+        );
     }
 }

@@ -115,7 +115,10 @@ impl MessageType {
             0b10 => Class::Success,
             _ => Class::Error,
         };
-        Self { method: Method::from_number(m), class }
+        Self {
+            method: Method::from_number(m),
+            class,
+        }
     }
 
     /// The success response type for this request type.

@@ -14,15 +14,15 @@ mod message;
 mod method;
 
 pub use attributes::{
-    attr, decode_xor_address, encode_xor_address, is_comprehension_required, is_known,
-    ErrorCode, Family, LIFETIME_LEN,
+    attr, decode_xor_address, encode_xor_address, is_comprehension_required, is_known, ErrorCode,
+    Family, LIFETIME_LEN,
 };
 pub use channel_data::{ChannelData, CHANNEL_MAX, CHANNEL_MIN};
 pub use error::DecodeError;
 pub use framing::{frame_len, FrameKind};
 pub use integrity::{long_term_key, IntegrityKind, LongTermKey};
 pub use message::{Message, MessageBuilder, TransactionId, MAX_ATTRIBUTES};
-pub use method::{Class, Method, MessageType};
+pub use method::{Class, MessageType, Method};
 
 /// The fixed value in bytes 4..8 of every RFC 5389/8489 message.
 pub const MAGIC_COOKIE: u32 = 0x2112_A442;

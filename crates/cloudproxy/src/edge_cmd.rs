@@ -1,0 +1,139 @@
+//! `cloudproxy edge`: flags merged over the config file, then the edge runs until a signal.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use edge::config::{SecretSpec, UserSpec};
+use edge::{Edge, EdgeConfig, PortRange, StartError};
+
+use crate::{init_logs, wait_for_signal, EX_UNAVAILABLE, EX_USAGE};
+
+/// Flags override the file; list flags replace the file's list when given.
+#[derive(Args, Debug)]
+pub struct EdgeArgs {
+    /// TOML configuration file (see docs/edge.example.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address the TURN listeners bind [default: 0.0.0.0].
+    #[arg(long, value_name = "IP")]
+    listen: Option<IpAddr>,
+    /// UDP TURN ports [default: 3478-3500].
+    #[arg(long, value_name = "A-B")]
+    udp_ports: Option<PortRange>,
+    /// TCP TURN ports [default: 3433-3460].
+    #[arg(long, value_name = "A-B")]
+    tcp_ports: Option<PortRange>,
+    /// Relay address, one per family (repeatable) [default: the listen address].
+    #[arg(long = "relay-ip", value_name = "IP")]
+    relay_ips: Vec<IpAddr>,
+    /// Relay ports [default: 49152-65535].
+    #[arg(long, value_name = "A-B")]
+    relay_ports: Option<PortRange>,
+    /// REALM [default: cloudproxy].
+    #[arg(long, value_name = "R")]
+    realm: Option<String>,
+    /// TURN-REST secret, KEY_ID:SECRET or SECRET (repeatable; the first mints, all verify).
+    #[arg(long = "auth-secret", value_name = "S", env = "CLOUDPROXY_AUTH_SECRET")]
+    auth_secrets: Vec<SecretSpec>,
+    /// Static user NAME:PASS, for development (repeatable).
+    #[arg(long = "user", value_name = "NAME:PASS")]
+    users: Vec<UserSpec>,
+    /// Prefix of the media network peers may be in (repeatable). Nothing else is relayed.
+    #[arg(long = "rtn-prefix", value_name = "CIDR")]
+    rtn_prefixes: Vec<ipnet::IpNet>,
+    /// DEVELOPMENT ONLY: allow peers on loopback (127.0.0.0/8, ::1).
+    #[arg(long)]
+    dangerous_allow_loopback_peers: bool,
+    /// Worker threads, each with its own sockets [default: 1].
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Log format: text or json [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+impl EdgeArgs {
+    fn merge(self) -> Result<EdgeConfig, edge::ConfigError> {
+        let mut c = match &self.config {
+            Some(p) => EdgeConfig::load(p)?,
+            None => EdgeConfig::default(),
+        };
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.udp_ports {
+            c.udp_ports = v;
+        }
+        if let Some(v) = self.tcp_ports {
+            c.tcp_ports = v;
+        }
+        if !self.relay_ips.is_empty() {
+            c.relay_ips = self.relay_ips;
+        }
+        if let Some(v) = self.relay_ports {
+            c.relay_ports = v;
+        }
+        if let Some(v) = self.realm {
+            c.realm = v;
+        }
+        if !self.auth_secrets.is_empty() {
+            c.auth_secrets = self.auth_secrets;
+        }
+        if !self.users.is_empty() {
+            c.users = self.users;
+        }
+        if !self.rtn_prefixes.is_empty() {
+            c.rtn_prefixes = self.rtn_prefixes;
+        }
+        c.dangerous_allow_loopback_peers |= self.dangerous_allow_loopback_peers;
+        if let Some(v) = self.shards {
+            c.shards = v;
+        }
+        if let Some(v) = self.log_format {
+            c.log_format = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: EdgeArgs) -> ExitCode {
+    let cfg = match args.merge() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cloudproxy edge: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    init_logs(cfg.log_format == "json");
+    serve(cfg)
+}
+
+/// Starts the edge and blocks until SIGINT/SIGTERM.
+pub fn serve(cfg: EdgeConfig) -> ExitCode {
+    let edge = match Edge::start(cfg) {
+        Ok(e) => e,
+        Err(e @ StartError::Bind { .. }) => {
+            eprintln!("cloudproxy edge: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+        Err(e @ StartError::Config(_)) => {
+            eprintln!("cloudproxy edge: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+        Err(e) => {
+            eprintln!("cloudproxy edge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(wait_for_signal());
+    tracing::info!("signal received: stopping");
+    edge.shutdown();
+    ExitCode::SUCCESS
+}

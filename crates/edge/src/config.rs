@@ -1,0 +1,385 @@
+//! Edge settings: a TOML file with documented defaults, merged with command-line flags.
+//!
+//! Loading is strict (`deny_unknown_fields`): a misspelt key is an error, not a silently
+//! ignored setting. [`EdgeConfig::validate`] catches what types cannot (empty ranges, no
+//! credentials at all, relay addresses that are not the listener's family).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+/// An inclusive port range written "A-B" (or a single port "A").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port (inclusive).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Number of ports.
+    pub fn len(&self) -> usize {
+        usize::from(self.last - self.first) + 1
+    }
+
+    /// Never empty once parsed.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The ports.
+    pub fn iter(&self) -> impl Iterator<Item = u16> {
+        self.first..=self.last
+    }
+
+    /// Whether `port` is inside.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let first: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad port range {s:?}: expected A-B"))?;
+        let last: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad port range {s:?}: expected A-B"))?;
+        if first == 0 || last < first {
+            return Err(format!(
+                "bad port range {s:?}: ports must be 1-65535 and A <= B"
+            ));
+        }
+        Ok(Self { first, last })
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A TURN-REST secret "KEY_ID:SECRET" (or "SECRET", key id "default").
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    /// Key id (appears in usernames).
+    pub key_id: String,
+    /// The shared secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SecretSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretSpec({}:<redacted>)", self.key_id)
+    }
+}
+
+impl FromStr for SecretSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (key_id, secret) = s.split_once(':').unwrap_or(("default", s));
+        if key_id.is_empty() || secret.is_empty() {
+            return Err("auth secret must be KEY_ID:SECRET or SECRET, both non-empty".into());
+        }
+        Ok(Self {
+            key_id: key_id.into(),
+            secret: secret.into(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A static user "NAME:PASSWORD".
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for UserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UserSpec({}:<redacted>)", self.name)
+    }
+}
+
+impl FromStr for UserSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some((n, p)) if !n.is_empty() && !p.is_empty() && !n.as_bytes()[0].is_ascii_digit() => {
+                Ok(Self {
+                    name: n.into(),
+                    password: p.into(),
+                })
+            }
+            Some((n, _)) if n.as_bytes().first().is_some_and(u8::is_ascii_digit) => Err(
+                "user names must not start with a digit (that form is reserved for REST usernames)"
+                    .into(),
+            ),
+            _ => Err("user must be NAME:PASSWORD, both non-empty".into()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UserSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Everything `cloudproxy edge` can be told. Every field has a default; see `Default`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Address the TURN listeners bind (default 0.0.0.0).
+    pub listen: IpAddr,
+    /// UDP TURN ports (default 3478-3500).
+    pub udp_ports: PortRange,
+    /// TCP TURN ports (default 3433-3460).
+    pub tcp_ports: PortRange,
+    /// Addresses relay sockets bind, at most one per family. Empty: the listen address, when
+    /// it is a specific address.
+    pub relay_ips: Vec<IpAddr>,
+    /// Ports for relay sockets (default 49152-65535).
+    pub relay_ports: PortRange,
+    /// REALM (default "cloudproxy").
+    pub realm: String,
+    /// TURN-REST secrets; the first mints, all verify.
+    pub auth_secrets: Vec<SecretSpec>,
+    /// Longest a REST username may still be valid for, in seconds (default 86400): refuses
+    /// credentials minted far into the future.
+    pub max_credential_ttl_secs: u64,
+    /// Static users, for development.
+    pub users: Vec<UserSpec>,
+    /// Destinations peers may be in (the RTN). Empty: nothing is relayed.
+    pub rtn_prefixes: Vec<IpNet>,
+    /// Development only: lets peers be on loopback. Never on a real edge.
+    pub dangerous_allow_loopback_peers: bool,
+    /// Secret for stateless nonces; edges behind one name should share it. Default: derived
+    /// from the first auth secret, or random.
+    pub nonce_secret: Option<String>,
+    /// Worker threads, each with its own sockets and allocations (default 1).
+    pub shards: usize,
+    /// Allocations on this edge (default 50,000).
+    pub max_allocations: usize,
+    /// Allocations per user or REST session (default 10).
+    pub max_allocations_per_user: u32,
+    /// Permissions per allocation (default 32).
+    pub max_permissions_per_allocation: usize,
+    /// Channels per allocation (default 32).
+    pub max_channels_per_allocation: usize,
+    /// TCP connections to a client port at once (default 10,000).
+    pub max_tcp_connections: usize,
+    /// Log format: "text" or "json".
+    pub log_format: String,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            listen: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            udp_ports: PortRange {
+                first: 3478,
+                last: 3500,
+            },
+            tcp_ports: PortRange {
+                first: 3433,
+                last: 3460,
+            },
+            relay_ips: Vec::new(),
+            relay_ports: PortRange {
+                first: 49152,
+                last: 65535,
+            },
+            realm: "cloudproxy".into(),
+            auth_secrets: Vec::new(),
+            max_credential_ttl_secs: 86_400,
+            users: Vec::new(),
+            rtn_prefixes: Vec::new(),
+            dangerous_allow_loopback_peers: false,
+            nonce_secret: None,
+            shards: 1,
+            max_allocations: 50_000,
+            max_allocations_per_user: 10,
+            max_permissions_per_allocation: 32,
+            max_channels_per_allocation: 32,
+            max_tcp_connections: 10_000,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown keys included).
+    #[error("{path}: {message}")]
+    Parse {
+        /// Path.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// The values contradict each other or are unusable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl EdgeConfig {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            e => e,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<config>".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The relay addresses to use: the configured ones, or the listen address.
+    pub fn effective_relay_ips(&self) -> Vec<IpAddr> {
+        if self.relay_ips.is_empty() && !self.listen.is_unspecified() {
+            vec![self.listen]
+        } else {
+            self.relay_ips.clone()
+        }
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.auth_secrets.is_empty() && self.users.is_empty() {
+            return bad("no credentials: set auth_secrets (--auth-secret) or users (--user); an edge never runs open".into());
+        }
+        let relays = self.effective_relay_ips();
+        if relays.is_empty() {
+            return bad(
+                "no relay address: set relay_ips (--relay-ip) when listening on a wildcard address"
+                    .into(),
+            );
+        }
+        if relays
+            .iter()
+            .any(|ip| ip.is_unspecified() || ip.is_multicast())
+        {
+            return bad("relay_ips must be specific unicast addresses".into());
+        }
+        if relays.iter().filter(|ip| ip.is_ipv4()).count() > 1
+            || relays.iter().filter(|ip| ip.is_ipv6()).count() > 1
+        {
+            return bad("at most one relay address per address family".into());
+        }
+        if self.udp_ports.contains(self.relay_ports.first)
+            || self.udp_ports.contains(self.relay_ports.last)
+            || self.relay_ports.contains(self.udp_ports.first)
+        {
+            return bad(format!(
+                "relay_ports {} overlap udp_ports {}",
+                self.relay_ports, self.udp_ports
+            ));
+        }
+        if self.shards == 0 || self.shards > 256 {
+            return bad("shards must be 1..=256".into());
+        }
+        if self.realm.is_empty() {
+            return bad("realm must not be empty".into());
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad(format!(
+                "log_format must be \"text\" or \"json\", not {:?}",
+                self.log_format
+            ));
+        }
+        if self.max_allocations == 0 || self.max_allocations_per_user == 0 {
+            return bad("allocation limits must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_strictness() {
+        let c = EdgeConfig::from_toml("").unwrap();
+        assert_eq!(
+            c.udp_ports,
+            PortRange {
+                first: 3478,
+                last: 3500
+            }
+        );
+        assert_eq!(
+            c.tcp_ports,
+            PortRange {
+                first: 3433,
+                last: 3460
+            }
+        );
+        assert!(c.validate().is_err(), "no credentials must not validate");
+        let err = EdgeConfig::from_toml("listen = \"127.0.0.1\"\nlistne = 1\n").unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+        let c = EdgeConfig::from_toml(
+            "listen = \"127.0.0.1\"\nauth_secrets = [\"k1:s3cret\"]\nrtn_prefixes = [\"203.0.113.0/24\"]\nudp_ports = \"4478-4479\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.effective_relay_ips(),
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert!(EdgeConfig::from_toml("udp_ports = \"9-3\"").is_err());
+        assert!(EdgeConfig::from_toml("users = [\"1bad:x\"]").is_err());
+    }
+}

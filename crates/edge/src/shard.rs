@@ -1,0 +1,581 @@
+//! One shard: a thread with a single-threaded runtime that owns a [`Server`], its listener
+//! sockets (SO_REUSEPORT twins of every other shard's) and the relay sockets of the allocations
+//! made through them. Nothing on the packet path crosses threads or takes a lock.
+//!
+//! Every socket has a task; each task feeds the server through a `RefCell` borrow that never
+//! lives across an `.await`, then acts on the returned [`Forward`] and drains queued output.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn};
+use turn_proto::codec::{frame_len, Family};
+use turn_proto::server::{
+    BoundRelay, Destination, Event, FiveTuple, Forward, RelayRequest, RelayTransport, Server,
+    Stats, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
+};
+
+use crate::config::PortRange;
+use crate::sockets;
+
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+/// How long an outgoing RFC 6062 connect may take before 447.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control frames queued for one TCP client before further ones are dropped.
+const CLIENT_QUEUE: usize = 512;
+
+enum ClientCmd {
+    Send(Vec<u8>),
+    Splice(TcpStream, u32),
+    Close,
+}
+
+enum Relay {
+    Udp {
+        socket: Rc<UdpSocket>,
+        task: AbortHandle,
+    },
+    Tcp {
+        task: AbortHandle,
+    },
+}
+
+enum PeerConn {
+    Pending(TcpStream),
+    Spliced(AbortHandle),
+}
+
+/// Where relay sockets come from.
+#[derive(Debug, Clone)]
+pub struct RelayPlan {
+    /// Relay IPv4 address, if any.
+    pub v4: Option<std::net::IpAddr>,
+    /// Relay IPv6 address, if any.
+    pub v6: Option<std::net::IpAddr>,
+    /// Port range.
+    pub ports: PortRange,
+}
+
+pub(crate) struct Shard {
+    server: RefCell<Server>,
+    udp_listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
+    relays: RefCell<HashMap<SocketAddr, Relay>>,
+    tcp_clients: RefCell<HashMap<FiveTuple, (mpsc::Sender<ClientCmd>, AbortHandle)>>,
+    peer_conns: RefCell<HashMap<u32, PeerConn>>,
+    /// Relay ports held for RESERVATION-TOKENs, not read until claimed.
+    held: RefCell<HashMap<SocketAddr, std::net::UdpSocket>>,
+    tcp_count: std::cell::Cell<usize>,
+    max_tcp: usize,
+    plan: RelayPlan,
+    wake: Notify,
+    pub(crate) stats: Rc<RefCell<Stats>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Shard {
+    pub(crate) fn new(
+        server: Server,
+        udp: Vec<std::net::UdpSocket>,
+        plan: RelayPlan,
+        max_tcp: usize,
+    ) -> io::Result<Rc<Self>> {
+        let mut udp_listeners = HashMap::new();
+        for s in udp {
+            let local = s.local_addr()?;
+            udp_listeners.insert(local, Rc::new(UdpSocket::from_std(s)?));
+        }
+        Ok(Rc::new(Self {
+            server: RefCell::new(server),
+            udp_listeners,
+            relays: RefCell::new(HashMap::new()),
+            tcp_clients: RefCell::new(HashMap::new()),
+            peer_conns: RefCell::new(HashMap::new()),
+            held: RefCell::new(HashMap::new()),
+            tcp_count: std::cell::Cell::new(0),
+            max_tcp,
+            plan,
+            wake: Notify::new(),
+            stats: Rc::new(RefCell::new(Stats::default())),
+        }))
+    }
+
+    /// Spawns the listener and timer tasks on the current `LocalSet`.
+    pub(crate) fn start(self: &Rc<Self>, tcp: Vec<std::net::TcpListener>) -> io::Result<()> {
+        for (local, sock) in &self.udp_listeners {
+            tokio::task::spawn_local(udp_listener_loop(self.clone(), sock.clone(), *local));
+        }
+        for l in tcp {
+            let local = l.local_addr()?;
+            let l = TcpListener::from_std(l)?;
+            tokio::task::spawn_local(tcp_listener_loop(self.clone(), l, local));
+        }
+        tokio::task::spawn_local(timer_loop(self.clone()));
+        Ok(())
+    }
+
+    fn forward(&self, fwd: Forward, buf: &[u8]) {
+        match fwd {
+            Forward::None => {}
+            Forward::ToPeer { relay, peer, range } => {
+                let relays = self.relays.borrow();
+                if let Some(Relay::Udp { socket, .. }) = relays.get(&relay) {
+                    if let Err(e) = socket.try_send_to(&buf[range], peer) {
+                        debug!(error = %e, "relay send failed");
+                    }
+                }
+            }
+            Forward::ToClient { client, range } => self.send_to_client(client, &buf[range]),
+        }
+    }
+
+    fn send_to_client(&self, client: FiveTuple, bytes: &[u8]) {
+        match client.transport {
+            Transport::Udp => {
+                if let Some(sock) = self.udp_listeners.get(&client.server) {
+                    if let Err(e) = sock.try_send_to(bytes, client.client) {
+                        debug!(error = %e, "client send failed");
+                    }
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                if let Some((tx, _)) = self.tcp_clients.borrow().get(&client) {
+                    if tx.try_send(ClientCmd::Send(bytes.to_vec())).is_err() {
+                        debug!("client queue full or closed: frame dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends queued transmits and carries out queued events until the server is quiet.
+    fn drain(self: &Rc<Self>) {
+        let mut busy = false;
+        loop {
+            let t = self.server.borrow_mut().poll_transmit();
+            if let Some(Transmit { destination, data }) = t {
+                busy = true;
+                match destination {
+                    Destination::Client(c) => self.send_to_client(c, &data),
+                    Destination::Peer { relay, peer } => self.forward(
+                        Forward::ToPeer {
+                            relay,
+                            peer,
+                            range: 0..data.len(),
+                        },
+                        &data,
+                    ),
+                }
+                continue;
+            }
+            let e = self.server.borrow_mut().poll_event();
+            match e {
+                Some(e) => {
+                    busy = true;
+                    self.event(e);
+                }
+                None => break,
+            }
+        }
+        if busy {
+            self.wake.notify_one();
+        }
+    }
+
+    fn event(self: &Rc<Self>, e: Event) {
+        match e {
+            Event::BindRelay(req) => {
+                let result = self.bind_relay(req);
+                if let Err(e) = &result {
+                    warn!(error = %e, family = ?req.family, "could not bind a relay socket");
+                }
+                self.server.borrow_mut().handle_relay_bound(
+                    Instant::now(),
+                    req,
+                    result.map_err(|_| ()),
+                );
+            }
+            Event::ReleaseRelay { relay, .. } => {
+                self.held.borrow_mut().remove(&relay);
+                if let Some(r) = self.relays.borrow_mut().remove(&relay) {
+                    match r {
+                        Relay::Udp { task, .. } | Relay::Tcp { task } => task.abort(),
+                    }
+                }
+            }
+            Event::ConnectPeer {
+                connection,
+                relay,
+                peer,
+            } => {
+                tokio::task::spawn_local(connect_peer(self.clone(), connection, relay, peer));
+            }
+            Event::SpliceConnection { connection, client } => {
+                let pending = self.peer_conns.borrow_mut().remove(&connection);
+                let clients = self.tcp_clients.borrow();
+                match (pending, clients.get(&client)) {
+                    (Some(PeerConn::Pending(stream)), Some((tx, abort))) => {
+                        let abort = abort.clone();
+                        if tx.try_send(ClientCmd::Splice(stream, connection)).is_ok() {
+                            self.peer_conns
+                                .borrow_mut()
+                                .insert(connection, PeerConn::Spliced(abort));
+                        }
+                    }
+                    _ => debug!(connection, "splice target vanished"),
+                }
+            }
+            Event::CloseConnection { connection } => {
+                if let Some(PeerConn::Spliced(task)) =
+                    self.peer_conns.borrow_mut().remove(&connection)
+                {
+                    task.abort();
+                }
+            }
+            Event::CloseClient(client) => {
+                if let Some((tx, _)) = self.tcp_clients.borrow().get(&client) {
+                    let _ = tx.try_send(ClientCmd::Close);
+                }
+            }
+            other => debug!(?other, "unhandled event"),
+        }
+    }
+
+    fn bind_relay(self: &Rc<Self>, req: RelayRequest) -> io::Result<BoundRelay> {
+        let ip = match req.family {
+            Family::V4 => self.plan.v4,
+            Family::V6 => self.plan.v6,
+        }
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "no relay address of that family",
+            )
+        })?;
+        match req.transport {
+            RelayTransport::Udp => {
+                let (s, reserved) = if let Some(addr) = req.use_reserved {
+                    let s = self.held.borrow_mut().remove(&addr);
+                    (
+                        s.ok_or_else(|| {
+                            io::Error::new(
+                                io::ErrorKind::NotFound,
+                                "reserved port already released",
+                            )
+                        })?,
+                        None,
+                    )
+                } else if req.reserve_next {
+                    let (s, next) =
+                        sockets::udp_relay_pair(ip, self.plan.ports, req.dont_fragment)?;
+                    let next_addr = next.local_addr()?;
+                    self.held.borrow_mut().insert(next_addr, next);
+                    (s, Some(next_addr))
+                } else {
+                    (
+                        sockets::udp_relay(ip, self.plan.ports, req.even_port, req.dont_fragment)?,
+                        None,
+                    )
+                };
+                let addr = s.local_addr()?;
+                let socket = Rc::new(UdpSocket::from_std(s)?);
+                let task =
+                    tokio::task::spawn_local(udp_relay_loop(self.clone(), socket.clone(), addr))
+                        .abort_handle();
+                self.relays
+                    .borrow_mut()
+                    .insert(addr, Relay::Udp { socket, task });
+                Ok(BoundRelay {
+                    relay: addr,
+                    reserved,
+                })
+            }
+            RelayTransport::Tcp => {
+                let l = sockets::tcp_relay(ip, self.plan.ports)?;
+                let addr = l.local_addr()?;
+                let l = TcpListener::from_std(l)?;
+                let task =
+                    tokio::task::spawn_local(tcp_relay_loop(self.clone(), l, addr)).abort_handle();
+                self.relays.borrow_mut().insert(addr, Relay::Tcp { task });
+                Ok(BoundRelay {
+                    relay: addr,
+                    reserved: None,
+                })
+            }
+        }
+    }
+
+    fn snapshot_stats(&self) {
+        *self.stats.borrow_mut() = self.server.borrow().stats().clone();
+    }
+}
+
+async fn udp_listener_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, local: SocketAddr) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                debug!(error = %e, %local, "udp recv error");
+                continue;
+            }
+        };
+        let tuple = FiveTuple {
+            transport: Transport::Udp,
+            client: from,
+            server: local,
+        };
+        let fwd = shard
+            .server
+            .borrow_mut()
+            .handle_client(Instant::now(), tuple, &buf[..n]);
+        if fwd == Forward::None {
+            shard.drain();
+        } else {
+            shard.forward(fwd, &buf);
+        }
+    }
+}
+
+async fn udp_relay_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, relay: SocketAddr) {
+    let mut buf = vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM];
+    loop {
+        let (n, peer) = match sock
+            .recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM])
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                debug!(error = %e, %relay, "relay recv error");
+                continue;
+            }
+        };
+        let fwd = shard
+            .server
+            .borrow_mut()
+            .handle_peer(Instant::now(), relay, peer, &mut buf, n);
+        shard.forward(fwd, &buf);
+    }
+}
+
+async fn tcp_listener_loop(shard: Rc<Shard>, listener: TcpListener, local: SocketAddr) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, %local, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if shard.tcp_count.get() >= shard.max_tcp {
+            info!(client = %from, "TCP connection refused: connection limit reached");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let tuple = FiveTuple {
+            transport: Transport::Tcp,
+            client: from,
+            server: local,
+        };
+        spawn_client(&shard, stream, tuple);
+    }
+}
+
+fn spawn_client(shard: &Rc<Shard>, stream: TcpStream, tuple: FiveTuple) {
+    let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+    shard.tcp_count.set(shard.tcp_count.get() + 1);
+    let task = tokio::task::spawn_local(tcp_client(shard.clone(), stream, tuple, rx));
+    shard
+        .tcp_clients
+        .borrow_mut()
+        .insert(tuple, (tx, task.abort_handle()));
+}
+
+/// Reads TURN frames from a TCP client, writes what the server queues for it, and turns into a
+/// raw byte pipe after an RFC 6062 ConnectionBind.
+async fn tcp_client(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    tuple: FiveTuple,
+    mut rx: mpsc::Receiver<ClientCmd>,
+) {
+    let _guard = ClientGuard {
+        shard: shard.clone(),
+        tuple,
+    };
+    let mut buf = vec![0u8; 2 * (MAX_DATAGRAM + 20)];
+    let mut filled = 0usize;
+    let splice = 'conn: loop {
+        tokio::select! {
+            r = stream.read(&mut buf[filled..]) => {
+                let n = match r {
+                    Ok(0) | Err(_) => break 'conn None,
+                    Ok(n) => n,
+                };
+                filled += n;
+                let mut at = 0;
+                loop {
+                    match frame_len(&buf[at..filled]) {
+                        Ok(Some((_, len))) => {
+                            let fwd = shard.server.borrow_mut().handle_client(Instant::now(), tuple, &buf[at..at + len]);
+                            let base = at;
+                            match fwd {
+                                Forward::ToPeer { relay, peer, range } => shard.forward(
+                                    Forward::ToPeer { relay, peer, range: base + range.start..base + range.end },
+                                    &buf,
+                                ),
+                                Forward::ToClient { .. } | Forward::None => shard.drain(),
+                            }
+                            at += len;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            info!(client = %tuple.client, error = %e, "closing TCP client: not TURN framing");
+                            break 'conn None;
+                        }
+                    }
+                }
+                buf.copy_within(at..filled, 0);
+                filled -= at;
+            }
+            cmd = rx.recv() => match cmd {
+                Some(ClientCmd::Send(bytes)) => {
+                    if stream.write_all(&bytes).await.is_err() {
+                        break 'conn None;
+                    }
+                }
+                Some(ClientCmd::Splice(peer, id)) => break 'conn Some((peer, id)),
+                Some(ClientCmd::Close) | None => break 'conn None,
+            }
+        }
+    };
+    if let Some((mut peer, id)) = splice {
+        // Flush responses queued before the splice (the ConnectionBind success).
+        while let Ok(ClientCmd::Send(bytes)) = rx.try_recv() {
+            if stream.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        if filled > 0 && peer.write_all(&buf[..filled]).await.is_err() {
+            return;
+        }
+        let r = tokio::io::copy_bidirectional(&mut stream, &mut peer).await;
+        debug!(connection = id, result = ?r, "TCP relay connection finished");
+        shard
+            .server
+            .borrow_mut()
+            .handle_connection_closed(Instant::now(), id);
+        shard.peer_conns.borrow_mut().remove(&id);
+        shard.drain();
+    }
+}
+
+/// Tells the server when a client connection task ends, however it ends (even aborted).
+struct ClientGuard {
+    shard: Rc<Shard>,
+    tuple: FiveTuple,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.shard
+            .tcp_count
+            .set(self.shard.tcp_count.get().saturating_sub(1));
+        self.shard.tcp_clients.borrow_mut().remove(&self.tuple);
+        if let Ok(mut s) = self.shard.server.try_borrow_mut() {
+            s.handle_client_closed(Instant::now(), self.tuple);
+        }
+        // Output (ReleaseRelay events) is drained by the next input or timer tick.
+        self.shard.wake.notify_one();
+    }
+}
+
+async fn tcp_relay_loop(shard: Rc<Shard>, listener: TcpListener, relay: SocketAddr) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let id = shard
+            .server
+            .borrow_mut()
+            .handle_peer_connection(Instant::now(), relay, peer);
+        if let Some(id) = id {
+            shard
+                .peer_conns
+                .borrow_mut()
+                .insert(id, PeerConn::Pending(stream));
+        }
+        shard.drain();
+    }
+}
+
+async fn connect_peer(shard: Rc<Shard>, connection: u32, relay: SocketAddr, peer: SocketAddr) {
+    let result = async {
+        let s = sockets::tcp_from(relay)?;
+        tokio::time::timeout(CONNECT_TIMEOUT, s.connect(peer))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+    .await;
+    let ok = match result {
+        Ok(stream) => {
+            shard
+                .peer_conns
+                .borrow_mut()
+                .insert(connection, PeerConn::Pending(stream));
+            true
+        }
+        Err(e) => {
+            info!(connection, %peer, error = %e, "TCP connect to peer failed");
+            false
+        }
+    };
+    shard
+        .server
+        .borrow_mut()
+        .handle_peer_connected(Instant::now(), connection, ok);
+    shard.drain();
+}
+
+async fn timer_loop(shard: Rc<Shard>) {
+    let mut last_wall = Instant::now();
+    loop {
+        let next = shard.server.borrow().poll_timeout();
+        let cap = Instant::now() + Duration::from_secs(1);
+        let until = next.map_or(cap, |t| t.min(cap));
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {}
+            _ = shard.wake.notified() => {}
+        }
+        let now = Instant::now();
+        {
+            let mut s = shard.server.borrow_mut();
+            if now.duration_since(last_wall) > Duration::from_secs(60) {
+                s.set_wall_clock(now, unix_now());
+                last_wall = now;
+            }
+            s.handle_timeout(now);
+        }
+        shard.drain();
+        shard.snapshot_stats();
+    }
+}
+
+pub(crate) fn wall_clock() -> (Instant, u64) {
+    (Instant::now(), unix_now())
+}

@@ -1,0 +1,63 @@
+//! Allocation counts shared by every shard of an edge.
+//!
+//! Only Allocate and allocation removal touch this, never the packet path, so a mutex that
+//! crosses cores is fine here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Refusal;
+
+/// Edge-wide allocation counts: the total and per user.
+#[derive(Debug)]
+pub struct SharedQuota {
+    max_total: usize,
+    total: AtomicUsize,
+    per_user: Mutex<HashMap<String, u32>>,
+}
+
+impl SharedQuota {
+    /// A ledger allowing at most `max_total` allocations on the edge.
+    pub fn new(max_total: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            total: AtomicUsize::new(0),
+            per_user: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes one allocation slot for `user`, or says which limit stops it.
+    pub(crate) fn acquire(&self, user: &str, max_per_user: u32) -> Result<(), Refusal> {
+        let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        let n = users.get(user).copied().unwrap_or(0);
+        if n >= max_per_user {
+            return Err(Refusal::AllocationQuotaReached);
+        }
+        if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::InsufficientCapacity(
+                "edge allocation limit reached",
+            ));
+        }
+        users.insert(user.to_owned(), n + 1);
+        Ok(())
+    }
+
+    /// Gives back a slot taken by [`Self::acquire`].
+    pub(crate) fn release(&self, user: &str) {
+        let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = users.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                users.remove(user);
+            }
+            self.total.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Allocations on the edge now.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+}
