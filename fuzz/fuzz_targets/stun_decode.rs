@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
 fn stun(data: &[u8]) {
     let Ok(m) = Message::decode(data) else { return };
     assert_eq!(m.as_bytes(), data);
-    assert!(data.len() >= HEADER_LEN && data.len() % 4 == 0);
+    assert!(data.len() >= HEADER_LEN && data.len().is_multiple_of(4));
     let _ = (
         m.message_type(),
         m.class(),
