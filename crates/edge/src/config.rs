@@ -383,3 +383,29 @@ mod tests {
         assert!(EdgeConfig::from_toml("users = [\"1bad:x\"]").is_err());
     }
 }
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    /// Every sample config in docs/ loads and validates, and adding an unknown key to it makes
+    /// loading fail (hickory's test_reject_unknown_fields).
+    #[test]
+    fn samples_load_and_reject_unknown_fields() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".example.toml") || !path.to_string_lossy().contains("edge") {
+                continue;
+            }
+            seen += 1;
+            let c = EdgeConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            c.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let bad = format!("no_such_setting = 1\n{text}");
+            assert!(EdgeConfig::from_toml(&bad).is_err(), "{} accepted an unknown key", path.display());
+        }
+        assert!(seen > 0, "no edge sample configs found in {}", dir.display());
+    }
+}

@@ -34,18 +34,20 @@ impl Server {
             let a = self.slots[slot as usize].as_ref().expect("indexed");
             if a.allocate_txid == txid {
                 // A retransmission of the request that made this allocation: answer again.
-                let (relays, expires) = (a.relays.clone(), a.expires);
+                let (relays, expires, reservation) =
+                    (a.relays.clone(), a.expires, a.reservation);
                 let seal = Seal {
                     integrity: Some((auth.kind, &auth.key)),
                     fingerprint: fp,
                 };
-                self.allocate_success(
+                self.allocate_success_with(
                     from,
                     txid,
                     &relays,
                     &[],
                     expires.saturating_duration_since(now),
                     seal,
+                    reservation,
                 );
                 return Ok(());
             }
@@ -284,6 +286,7 @@ impl Server {
             .map(|(f, _)| *f)
             .collect();
         let expires = now + p.lifetime;
+        let reservation = p.reserved.map(|addr| self.reserve(now, addr));
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let allocation = Allocation {
@@ -295,6 +298,7 @@ impl Server {
             quota_user: p.quota_user.clone(),
             key: p.key.clone(),
             allocate_txid: p.txid,
+            reservation,
             expires,
             permissions: Vec::new(),
             channels: Vec::new(),
@@ -321,29 +325,19 @@ impl Server {
         self.stats.allocations_created += 1;
         self.stats.allocations_active += 1;
         info!(client = %p.client.client, relay = ?relays, user = %p.quota_user, lifetime = p.lifetime.as_secs(), "allocation created");
-        let reservation = p.reserved.map(|addr| self.reserve(now, addr));
         let seal = Seal {
             integrity: Some((p.auth_kind, &p.key)),
             fingerprint: p.fingerprint,
         };
-        self.allocate_success(p.client, p.txid, &relays, &failed, p.lifetime, seal);
-        if let Some(token) = reservation {
-            // Append RESERVATION-TOKEN: rebuild with it (rare path, RTP/RTCP pairs only).
-            let seal = Seal {
-                integrity: Some((p.auth_kind, &p.key)),
-                fingerprint: p.fingerprint,
-            };
-            self.transmits.pop_back();
-            self.allocate_success_with(
-                p.client,
-                p.txid,
-                &relays,
-                &failed,
-                p.lifetime,
-                seal,
-                Some(token),
-            );
-        }
+        self.allocate_success_with(
+            p.client,
+            p.txid,
+            &relays,
+            &failed,
+            p.lifetime,
+            seal,
+            reservation,
+        );
     }
 
     /// Holds `addr` for 30 s under a fresh unguessable token (RFC 8656 §7.2).

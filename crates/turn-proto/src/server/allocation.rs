@@ -41,6 +41,9 @@ pub(crate) struct Allocation {
     pub(crate) quota_user: Arc<str>,
     pub(crate) key: LongTermKey,
     pub(crate) allocate_txid: TransactionId,
+    /// The RESERVATION-TOKEN the Allocate success carried (EVEN-PORT R = 1), repeated in the
+    /// answer to a retransmitted Allocate.
+    pub(crate) reservation: Option<u64>,
     pub(crate) expires: Instant,
     pub(crate) permissions: Vec<Permission>,
     pub(crate) channels: Vec<Channel>,

@@ -581,6 +581,18 @@ impl Harness {
         panic!("no final answer after three tries")
     }
 
+    /// Gets a nonce for `c` from the 401 an unauthenticated Refresh earns (no state changes).
+    #[track_caller]
+    pub fn learn_nonce(&mut self, c: &mut Client) -> String {
+        let txid = self.txid();
+        let bytes = request_bytes(Method::Refresh, txid, &|_| {}, None, c.fingerprint);
+        let r = self.exchange(c.tuple, &bytes);
+        r.assert_error(Method::Refresh, 401);
+        let nonce = r.nonce().expect("401 challenge carries NONCE");
+        c.nonce = Some(nonce.clone());
+        nonce
+    }
+
     /// Like [`Self::request`] with a given transaction id and no retry (the client must know a
     /// nonce already).
     #[track_caller]

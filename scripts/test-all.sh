@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every test and gate of the project, in the order a failure is cheapest to see.
+# This is the README's test command and what CI (.ci/run) runs. Needs root for the network
+# namespace test; installs missing packages first (scripts/install-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+bash scripts/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "dependency direction: the sans-IO crates link no runtime or sockets"
+for crate in turn-proto credentials; do
+    if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|mio|socket2) ' ; then
+        echo "$crate must not depend on tokio, mio or socket2" >&2
+        exit 1
+    fi
+done
+
+step "cargo test (unit, RFC vectors, sans-IO server, interop, security)"
+cargo test --workspace --locked -- --test-threads=2
+
+step "fuzz targets build, and a 20 s smoke run each"
+bash fuzz/run.sh 20
+
+step "all gates passed"
