@@ -396,16 +396,27 @@ mod sample_tests {
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if !path.to_string_lossy().ends_with(".example.toml") || !path.to_string_lossy().contains("edge") {
+            if !path.to_string_lossy().ends_with(".example.toml")
+                || !path.to_string_lossy().contains("edge")
+            {
                 continue;
             }
             seen += 1;
             let c = EdgeConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            c.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            c.validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let text = std::fs::read_to_string(&path).unwrap();
             let bad = format!("no_such_setting = 1\n{text}");
-            assert!(EdgeConfig::from_toml(&bad).is_err(), "{} accepted an unknown key", path.display());
+            assert!(
+                EdgeConfig::from_toml(&bad).is_err(),
+                "{} accepted an unknown key",
+                path.display()
+            );
         }
-        assert!(seen > 0, "no edge sample configs found in {}", dir.display());
+        assert!(
+            seen > 0,
+            "no edge sample configs found in {}",
+            dir.display()
+        );
     }
 }

@@ -12,14 +12,20 @@ fn first_allocate_is_challenged_with_realm_and_nonce() {
     let mut h = Harness::new();
     let c = Client::alice(udp(1));
     let txid = h.txid();
-    let r = h.exchange(c.tuple, &c.build(Method::Allocate, txid, &|b| requested_transport(b, 17)));
+    let r = h.exchange(
+        c.tuple,
+        &c.build(Method::Allocate, txid, &|b| requested_transport(b, 17)),
+    );
     r.assert_error(Method::Allocate, 401);
     assert_eq!(r.txid(), txid);
     assert_eq!(r.text(attr::REALM).as_deref(), Some(REALM));
     let nonce = r.nonce().expect("NONCE");
     assert!(!nonce.is_empty());
     assert_eq!(r.msg().integrity(), None, "a challenge cannot be signed");
-    assert!(h.bind_requests.is_empty(), "no socket before authentication");
+    assert!(
+        h.bind_requests.is_empty(),
+        "no socket before authentication"
+    );
     assert_eq!(h.server.stats().challenges, 1);
 }
 
@@ -33,9 +39,15 @@ fn success_carries_relayed_mapped_lifetime_and_valid_integrity() {
     assert_eq!(r.xor(attr::XOR_MAPPED_ADDRESS), Some(c.tuple.client));
     assert_eq!(r.lifetime(), Some(600));
     assert_eq!(r.msg().integrity(), Some(IntegrityKind::Sha1));
-    assert!(r.integrity_ok(&c.key()), "signed with alice's long-term key");
+    assert!(
+        r.integrity_ok(&c.key()),
+        "signed with alice's long-term key"
+    );
     assert!(!r.integrity_ok(&Client::bob(udp(1)).key()));
-    assert!(r.msg().has_fingerprint(), "fingerprinted request, fingerprinted answer");
+    assert!(
+        r.msg().has_fingerprint(),
+        "fingerprinted request, fingerprinted answer"
+    );
     let req = h.bind_requests[0];
     assert_eq!(req.transport, RelayTransport::Udp);
     assert!(!req.even_port && !req.reserve_next && !req.dont_fragment);
@@ -54,7 +66,11 @@ fn retransmitted_allocate_gets_the_same_answer() {
     first.assert_success(Method::Allocate);
     let again = h.request_txid(&c, Method::Allocate, txid, |b| requested_transport(b, 17));
     assert_eq!(again, first, "byte-identical answer to a retransmission");
-    assert_eq!(h.bind_requests.len(), 1, "no second socket for a retransmission");
+    assert_eq!(
+        h.bind_requests.len(),
+        1,
+        "no second socket for a retransmission"
+    );
     assert_eq!(h.server.stats().allocations_active, 1);
     assert_eq!(h.quota.total(), 1);
 
@@ -64,7 +80,11 @@ fn retransmitted_allocate_gets_the_same_answer() {
     late.assert_success(Method::Allocate);
     assert_eq!(late.relayed(), first.relayed());
     assert_eq!(late.xor(attr::XOR_MAPPED_ADDRESS), Some(c.tuple.client));
-    assert_eq!(late.lifetime(), Some(598), "the time left, not a new lifetime");
+    assert_eq!(
+        late.lifetime(),
+        Some(598),
+        "the time left, not a new lifetime"
+    );
     assert_eq!(h.bind_requests.len(), 1);
 }
 
@@ -75,7 +95,10 @@ fn second_allocate_on_the_same_flow_is_437() {
     h.allocate(&mut c);
     let r = h.allocate_with(&mut c, |_| {});
     r.assert_error(Method::Allocate, 437);
-    assert!(r.integrity_ok(&c.key()), "refusals after authentication are signed");
+    assert!(
+        r.integrity_ok(&c.key()),
+        "refusals after authentication are signed"
+    );
     assert_eq!(h.server.stats().allocations_active, 1);
     assert_eq!(h.bind_requests.len(), 1);
 }
@@ -158,7 +181,10 @@ fn even_port_reservation_token_gets_the_next_port() {
         b.add(attr::RESERVATION_TOKEN, &token);
     });
     r.assert_success(Method::Allocate);
-    assert_eq!(r.relayed(), sa(&format!("198.51.100.1:{}", relay.port() + 1)));
+    assert_eq!(
+        r.relayed(),
+        sa(&format!("198.51.100.1:{}", relay.port() + 1))
+    );
     assert_eq!(h.bind_requests[1].use_reserved, Some(r.relayed()));
 
     // The reservation was taken: its timer must not release the socket now in use, and the

@@ -34,8 +34,7 @@ impl Server {
             let a = self.slots[slot as usize].as_ref().expect("indexed");
             if a.allocate_txid == txid {
                 // A retransmission of the request that made this allocation: answer again.
-                let (relays, expires, reservation) =
-                    (a.relays.clone(), a.expires, a.reservation);
+                let (relays, expires, reservation) = (a.relays.clone(), a.expires, a.reservation);
                 let seal = Seal {
                     integrity: Some((auth.kind, &auth.key)),
                     fingerprint: fp,
@@ -371,18 +370,7 @@ impl Server {
         }
     }
 
-    pub(super) fn allocate_success(
-        &mut self,
-        to: FiveTuple,
-        txid: TransactionId,
-        relays: &[SocketAddr],
-        failed: &[Family],
-        lifetime: Duration,
-        seal: Seal<'_>,
-    ) {
-        self.allocate_success_with(to, txid, relays, failed, lifetime, seal, None)
-    }
-
+    /// Queues the Allocate success (also the answer to a retransmission).
     #[allow(clippy::too_many_arguments)]
     fn allocate_success_with(
         &mut self,

@@ -51,7 +51,10 @@ pub fn sa(s: &str) -> SocketAddr {
 pub fn udp(n: u8) -> FiveTuple {
     FiveTuple {
         transport: Transport::Udp,
-        client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)), 40_000 + u16::from(n)),
+        client: SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)),
+            40_000 + u16::from(n),
+        ),
         server: SERVER_ADDR,
     }
 }
@@ -350,14 +353,7 @@ impl Setup {
     pub fn build(self) -> Harness {
         let t0 = Instant::now();
         let quota = SharedQuota::new(self.quota_total);
-        let server = Server::new(
-            self.config,
-            self.auth,
-            policy(),
-            quota.clone(),
-            t0,
-            UNIX_T0,
-        );
+        let server = Server::new(self.config, self.auth, policy(), quota.clone(), t0, UNIX_T0);
         Harness {
             server,
             t0,
@@ -464,9 +460,7 @@ impl Harness {
         self.next_port += 2;
         BoundRelay {
             relay: SocketAddr::new(ip, port),
-            reserved: req
-                .reserve_next
-                .then(|| SocketAddr::new(ip, port + 1)),
+            reserved: req.reserve_next.then(|| SocketAddr::new(ip, port + 1)),
         }
     }
 
@@ -644,7 +638,10 @@ impl Harness {
     #[track_caller]
     pub fn channel_bind(&mut self, c: &mut Client, number: u16, peer: SocketAddr) -> Response {
         self.request(c, Method::ChannelBind, move |b| {
-            b.add(attr::CHANNEL_NUMBER, &[(number >> 8) as u8, number as u8, 0, 0]);
+            b.add(
+                attr::CHANNEL_NUMBER,
+                &[(number >> 8) as u8, number as u8, 0, 0],
+            );
             b.add_xor_address(attr::XOR_PEER_ADDRESS, peer);
         })
     }
