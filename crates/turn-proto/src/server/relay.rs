@@ -1,13 +1,14 @@
 //! Requests on an existing allocation: Refresh, CreatePermission, ChannelBind (RFC 8656 §7–§11),
 //! and the Data indication written in place for peer datagrams.
 
+use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use tracing::{debug, info};
 
 use super::allocation::Channel;
-use super::{Auth, FiveTuple, Refusal, RelayTransport, Seal, Server, PEER_HEADROOM};
+use super::{Auth, FiveTuple, Refusal, RelayTransport, Seal, Server, Timer, PEER_HEADROOM};
 use crate::codec::{
     attr, encode_xor_address, Message, MessageType, Method, CHANNEL_MAX, CHANNEL_MIN, MAGIC_COOKIE,
 };
@@ -44,8 +45,16 @@ impl Server {
                 }
                 let lifetime = self.granted_lifetime(msg)?;
                 let a = self.slots[slot as usize].as_mut().expect("indexed");
+                let (old, generation) = (a.expires, a.generation);
                 a.expires = now + lifetime;
-                // The allocation timer re-arms itself when it finds a later expiry.
+                // The allocation timer re-arms itself when it finds a later expiry; an earlier
+                // one (a Refresh may shorten the lifetime) needs a timer of its own.
+                if a.expires < old {
+                    self.timers.push(Reverse((
+                        a.expires,
+                        Timer::Allocation { slot, generation },
+                    )));
+                }
                 self.respond_success(from, typ, txid, seal, |b| {
                     b.add_u32(attr::LIFETIME, lifetime.as_secs() as u32);
                 });
