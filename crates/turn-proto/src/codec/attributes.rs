@@ -57,7 +57,6 @@ pub fn is_comprehension_required(t: u16) -> bool {
 
 /// Whether this implementation knows the attribute type. A request carrying a
 /// comprehension-required type for which this is false is answered 420 (RFC 8489 §7.3.1).
-
 pub fn is_known(t: u16) -> bool {
     use attr::*;
     matches!(

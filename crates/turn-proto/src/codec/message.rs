@@ -200,6 +200,11 @@ impl<'a> Message<'a> {
             .map(|s| s.at as usize..s.at as usize + s.len as usize)
     }
 
+    fn padding(&self, value_at: usize, len: usize) -> &'a [u8] {
+        let end = value_at + len;
+        &self.buf[end..value_at + ((len + 3) & !3)]
+    }
+
     fn value(&self, s: &Slot) -> &'a [u8] {
         &self.buf[s.at as usize..s.at as usize + s.len as usize]
     }
@@ -289,11 +294,17 @@ impl<'a> Message<'a> {
     }
 
     /// Writes this message's header and indexed attributes (including integrity and
-    /// fingerprint bytes, copied as they were) into `out`. Used by the round-trip fuzzer.
+    /// fingerprint bytes, copied as they were) into `out`. Padding bytes are copied too (RFC
+    /// 8489 lets senders pad with anything, and integrity covers them), so a message without
+    /// ignored attributes re-encodes byte for byte. Used by the round-trip fuzzer.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let mut b = MessageBuilder::new(out, self.typ, self.txid);
-        for (t, v) in self.attributes() {
-            b.add(t, v);
+        for s in &self.slots[..self.n] {
+            b.add_padded(
+                s.typ,
+                self.value(s),
+                self.padding(s.at as usize, s.len as usize),
+            );
         }
         for (kind, at) in [
             (IntegrityKind::Sha1, self.integrity_at),
@@ -301,7 +312,11 @@ impl<'a> Message<'a> {
         ] {
             if let Some(at) = at {
                 let len = u16::from_be_bytes([self.buf[at + 2], self.buf[at + 3]]) as usize;
-                b.add(kind.attr(), &self.buf[at + 4..at + 4 + len]);
+                b.add_padded(
+                    kind.attr(),
+                    &self.buf[at + 4..at + 4 + len],
+                    self.padding(at + 4, len),
+                );
             }
         }
         if self.has_fingerprint {
@@ -342,6 +357,18 @@ impl<'b> MessageBuilder<'b> {
         let pad = (4 - value.len() % 4) % 4;
         self.buf.extend_from_slice(&[0u8; 3][..pad]);
         self.set_len();
+        self
+    }
+
+    /// Adds an attribute with the given padding bytes (`pad.len()` must be what the value
+    /// length needs; anything else falls back to zero padding).
+    pub fn add_padded(&mut self, t: u16, value: &[u8], pad: &[u8]) -> &mut Self {
+        self.add(t, value);
+        let need = (4 - value.len() % 4) % 4;
+        if pad.len() == need {
+            let end = self.buf.len();
+            self.buf[end - need..].copy_from_slice(pad);
+        }
         self
     }
 
