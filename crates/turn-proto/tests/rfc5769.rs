@@ -72,14 +72,6 @@ fn walk(buf: &[u8]) -> Vec<(usize, u16, usize)> {
     out
 }
 
-/// Offsets of the padding bytes after each attribute value.
-fn padding_offsets(buf: &[u8]) -> Vec<usize> {
-    walk(buf)
-        .into_iter()
-        .flat_map(|(at, _, len)| (at + 4 + len)..(at + 4 + ((len + 3) & !3)))
-        .collect()
-}
-
 fn offset_of(buf: &[u8], t: u16) -> usize {
     walk(buf)
         .into_iter()

@@ -432,7 +432,25 @@ impl Server {
     /// A TCP or TLS client connection ended: its allocation goes with it (RFC 8656 §2.2), and
     /// a data connection's peer connection is closed.
     pub fn handle_client_closed(&mut self, _now: Instant, client: FiveTuple) {
-        self.pending.retain(|_, p| p.client != client);
+        let abandoned: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.client == client)
+            .map(|(&token, _)| token)
+            .collect();
+        for token in abandoned {
+            // Sockets already bound for it go now; the others when their answer comes (see
+            // `handle_relay_bound`). Its quota slot is given back.
+            let p = self.pending.remove(&token).expect("present");
+            let bound = p.parts.iter().filter_map(|(_, r)| r.and_then(Result::ok));
+            for relay in bound.chain(p.reserved) {
+                self.events.push_back(Event::ReleaseRelay {
+                    relay,
+                    transport: p.transport,
+                });
+            }
+            self.quota.release(&p.quota_user);
+        }
         if let Some(&slot) = self.by_client.get(&client) {
             self.remove_allocation(slot);
         }

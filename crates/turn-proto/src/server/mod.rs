@@ -619,15 +619,8 @@ impl Server {
         let typ = msg.message_type();
         let txid = *msg.transaction_id();
         let fp = msg.has_fingerprint() || self.config.always_fingerprint;
-        if typ.method == Method::Binding {
-            let mut b = MessageBuilder::new(&mut self.scratch, typ.success(), txid);
-            b.add_xor_address(attr::XOR_MAPPED_ADDRESS, from.client);
-            if fp {
-                b.fingerprint();
-            }
-            self.queue(Destination::Client(from));
-            return;
-        }
+        // RFC 8489 §6.3.1: any request, Binding included, with an unknown
+        // comprehension-required attribute is answered 420.
         if !msg.unknown_required().is_empty() {
             let unknown: Vec<u16> = msg.unknown_required().to_vec();
             info!(client = %from.client, %typ, ?unknown, "420: unknown comprehension-required attributes");
@@ -635,6 +628,15 @@ impl Server {
             let mut b = MessageBuilder::new(&mut self.scratch, typ.error(), txid);
             b.add_error(420, "Unknown Attribute");
             b.add_unknown_attributes(&unknown);
+            if fp {
+                b.fingerprint();
+            }
+            self.queue(Destination::Client(from));
+            return;
+        }
+        if typ.method == Method::Binding {
+            let mut b = MessageBuilder::new(&mut self.scratch, typ.success(), txid);
+            b.add_xor_address(attr::XOR_MAPPED_ADDRESS, from.client);
             if fp {
                 b.fingerprint();
             }

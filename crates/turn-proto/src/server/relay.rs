@@ -50,10 +50,8 @@ impl Server {
                 // The allocation timer re-arms itself when it finds a later expiry; an earlier
                 // one (a Refresh may shorten the lifetime) needs a timer of its own.
                 if a.expires < old {
-                    self.timers.push(Reverse((
-                        a.expires,
-                        Timer::Allocation { slot, generation },
-                    )));
+                    self.timers
+                        .push(Reverse((a.expires, Timer::Allocation { slot, generation })));
                 }
                 self.respond_success(from, typ, txid, seal, |b| {
                     b.add_u32(attr::LIFETIME, lifetime.as_secs() as u32);
@@ -82,10 +80,15 @@ impl Server {
                 // All or nothing (RFC 8656 §9.2): check capacity before installing any.
                 let mut probe = a.permissions.clone();
                 probe.retain(|p| p.expires > now);
+                // Each new IP once, however many times (and with whatever ports) it is named.
                 let new = peers[..n]
                     .iter()
                     .flatten()
-                    .filter(|p| !probe.iter().any(|q| q.ip == p.ip()))
+                    .enumerate()
+                    .filter(|&(i, p)| {
+                        !probe.iter().any(|q| q.ip == p.ip())
+                            && !peers[..i].iter().flatten().any(|q| q.ip() == p.ip())
+                    })
                     .count();
                 if probe.len() + new > max {
                     return Err(Refusal::InsufficientCapacity("Too many permissions"));
@@ -124,27 +127,32 @@ impl Server {
                 // The number must not be bound to another peer, nor the peer to another number.
                 let by_number = a.channels.iter().position(|c| c.number == number);
                 let by_peer = a.channels.iter().position(|c| c.peer == peer);
-                match (by_number, by_peer) {
-                    (Some(i), Some(j)) if i == j => a.channels[i].expires = chan_until,
+                let existing = match (by_number, by_peer) {
+                    (Some(i), Some(j)) if i == j => Some(i),
                     (None, None) => {
                         a.channels.retain(|c| c.expires > now);
                         if a.channels.len() >= max_ch {
                             return Err(Refusal::InsufficientCapacity("Too many channels"));
                         }
-                        a.channels.push(Channel {
-                            number,
-                            peer,
-                            expires: chan_until,
-                        });
+                        None
                     }
                     _ => {
                         return Err(Refusal::BadRequest(
                             "Channel or peer already bound differently",
                         ))
                     }
-                }
+                };
+                // Permission first: a refused request must leave no channel behind.
                 if !a.permit(peer.ip(), perm_until, now, max_perm) {
                     return Err(Refusal::InsufficientCapacity("Too many permissions"));
+                }
+                match existing {
+                    Some(i) => a.channels[i].expires = chan_until,
+                    None => a.channels.push(Channel {
+                        number,
+                        peer,
+                        expires: chan_until,
+                    }),
                 }
                 self.respond_success(from, typ, txid, seal, |_| {});
                 Ok(())

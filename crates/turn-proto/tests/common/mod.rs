@@ -693,7 +693,7 @@ impl Harness {
 
     /// A datagram from `peer` arriving on relay socket `relay`; returns the buffer (header
     /// written in place) and the verdict.
-    pub fn from_peer(
+    pub fn peer_datagram(
         &mut self,
         relay: SocketAddr,
         peer: SocketAddr,
