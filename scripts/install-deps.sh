@@ -3,13 +3,17 @@
 # only calls apt-get when something is missing.
 #
 #   coturn     turnutils_uclient, the reference TURN client the interop tests run against us
-#   iproute2   network namespaces for the security regression test
+#   iproute2   network namespaces (security regression, whitelist end to end)
+#   nftables   `nft -c` checks and applies the rendered whitelists
+#   iptables   the rendered iptables whitelist is applied for real in a namespace
 #   cargo-fuzz builds the fuzz targets (with the machine's nightly toolchain)
 set -euo pipefail
 
 need=()
 command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

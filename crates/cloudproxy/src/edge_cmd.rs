@@ -52,6 +52,30 @@ pub struct EdgeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
+    /// Control plane URL (https://HOST:PORT): register, heartbeat, learn TURN secrets.
+    #[arg(long, value_name = "URL")]
+    control: Option<String>,
+    /// Bearer token for the control plane's edge API.
+    #[arg(long, value_name = "T", env = "CLOUDPROXY_EDGE_TOKEN")]
+    edge_token: Option<String>,
+    /// Extra CA (PEM) to trust for the control plane.
+    #[arg(long, value_name = "FILE")]
+    control_ca: Option<PathBuf>,
+    /// Id in the registry [default: edge-<public address>].
+    #[arg(long, value_name = "ID")]
+    edge_id: Option<String>,
+    /// Pool this edge serves [default: test-global].
+    #[arg(long, value_name = "POOL")]
+    pool: Option<String>,
+    /// Region code [default: GLOBAL].
+    #[arg(long, value_name = "CODE")]
+    region: Option<String>,
+    /// ISP name.
+    #[arg(long, value_name = "ISP")]
+    isp: Option<String>,
+    /// Address clients reach this edge at [default: the listen or relay address].
+    #[arg(long, value_name = "ADDR")]
+    public_address: Option<String>,
 }
 
 impl EdgeArgs {
@@ -93,6 +117,30 @@ impl EdgeArgs {
         }
         if let Some(v) = self.log_format {
             c.log_format = v;
+        }
+        if self.control.is_some() {
+            c.control = self.control;
+        }
+        if self.edge_token.is_some() {
+            c.edge_token = self.edge_token;
+        }
+        if self.control_ca.is_some() {
+            c.control_ca = self.control_ca;
+        }
+        if self.edge_id.is_some() {
+            c.edge_id = self.edge_id;
+        }
+        if let Some(v) = self.pool {
+            c.pool = v;
+        }
+        if let Some(v) = self.region {
+            c.region = v;
+        }
+        if let Some(v) = self.isp {
+            c.isp = v;
+        }
+        if self.public_address.is_some() {
+            c.public_address = self.public_address;
         }
         c.validate()?;
         Ok(c)

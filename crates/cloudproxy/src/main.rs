@@ -4,8 +4,11 @@
 //! address) unavailable, 1 anything else.
 #![forbid(unsafe_code)]
 
+mod admin_cli;
+mod control_cmd;
 mod demo;
 mod edge_cmd;
+mod token_cmd;
 
 use std::process::ExitCode;
 
@@ -31,9 +34,21 @@ struct Cli {
 enum Command {
     /// Run a TURN edge (UDP 3478-3500, TCP 3433-3460 by default).
     Edge(Box<edge_cmd::EdgeArgs>),
+    /// Run the control plane: proxy-info API, edge registry, admin API (HTTPS, 443 by default).
+    Control(Box<control_cmd::ControlArgs>),
     /// Run a local demo: an edge on 127.0.0.1 with generated credentials and a UDP echo peer,
     /// and print how to point a TURN client at it.
     Demo(demo::DemoArgs),
+    /// Manage App IDs through the control plane's admin API.
+    App(admin_cli::AppArgs),
+    /// List or drain edges through the admin API.
+    Edges(admin_cli::EdgesArgs),
+    /// Rotate the TURN and ticket secrets through the admin API.
+    Secrets(admin_cli::SecretsArgs),
+    /// Print the firewall whitelist of an App ID (table, csv, json, nftables, iptables).
+    Whitelist(admin_cli::WhitelistArgs),
+    /// Mint a join token for a channel and uid with an App ID's certificate.
+    Token(token_cmd::TokenArgs),
     /// Check an edge configuration file and exit (0 valid, 64 invalid).
     CheckConfig {
         /// The TOML file.
@@ -52,7 +67,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Edge(args) => edge_cmd::run(*args),
+        Command::Control(args) => control_cmd::run(*args),
         Command::Demo(args) => demo::run(args),
+        Command::App(args) => admin_cli::run_app(args),
+        Command::Edges(args) => admin_cli::run_edges(args),
+        Command::Secrets(args) => admin_cli::run_secrets(args),
+        Command::Whitelist(args) => admin_cli::run_whitelist(args),
+        Command::Token(args) => token_cmd::run(args),
         Command::CheckConfig { file } => {
             match edge::EdgeConfig::load(&file).and_then(|c| c.validate().map(|_| c)) {
                 Ok(_) => {

@@ -30,6 +30,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod join_token;
+pub mod ticket;
+
+pub use join_token::{mint_join_token, verify_join_token, JoinTokenError, MAX_JOIN_TOKEN_LEN};
+pub use ticket::{sign_ticket, verify_ticket, TicketClaims, TicketError, MAX_TICKET_LEN};
+
 use std::fmt;
 
 use base64::Engine as _;

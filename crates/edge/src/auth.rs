@@ -1,5 +1,8 @@
 //! The edge's [`Authenticator`]: TURN-REST ephemeral usernames, then static users.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use credentials::{verify_username, Secret, SecretSet};
 use turn_proto::codec::long_term_key;
 use turn_proto::server::{AuthError, Authenticator, Credentials, StaticUsers};
@@ -16,27 +19,36 @@ const CLOCK_SKEW_SECS: u64 = 300;
 /// coturn's "<expiry>:<name>"): its password is recomputed from the secret, no lookup.
 /// Anything else is looked up among the static users.
 pub struct EdgeAuth {
-    secrets: Option<SecretSet>,
+    secrets: Secrets,
     users: StaticUsers,
     max_ttl_secs: u64,
 }
 
+/// The live TURN-REST secret set, swapped without locks when the control plane rotates it.
+/// Shared by every shard's authenticator and the registry client.
+pub type Secrets = Arc<ArcSwapOption<SecretSet>>;
+
+/// The secret set from the configuration (None when it lists none).
+pub fn configured_secrets(cfg: &EdgeConfig) -> Result<Secrets, String> {
+    let set = if cfg.auth_secrets.is_empty() {
+        None
+    } else {
+        let list = cfg
+            .auth_secrets
+            .iter()
+            .map(|s| Secret {
+                key_id: s.key_id.clone(),
+                secret: s.secret.as_bytes().to_vec(),
+            })
+            .collect();
+        Some(Arc::new(SecretSet::new(list).map_err(|e| e.to_string())?))
+    };
+    Ok(Arc::new(ArcSwapOption::new(set)))
+}
+
 impl EdgeAuth {
-    /// From the edge configuration.
-    pub fn from_config(cfg: &EdgeConfig) -> Result<Self, String> {
-        let secrets = if cfg.auth_secrets.is_empty() {
-            None
-        } else {
-            let list = cfg
-                .auth_secrets
-                .iter()
-                .map(|s| Secret {
-                    key_id: s.key_id.clone(),
-                    secret: s.secret.as_bytes().to_vec(),
-                })
-                .collect();
-            Some(SecretSet::new(list).map_err(|e| e.to_string())?)
-        };
+    /// From the edge configuration and the shared secret set.
+    pub fn new(cfg: &EdgeConfig, secrets: Secrets) -> Result<Self, String> {
         let mut users = StaticUsers::new();
         for u in &cfg.users {
             users.insert(u.name.clone(), u.password.clone());
@@ -57,7 +69,8 @@ impl Authenticator for EdgeAuth {
         unix_now: u64,
     ) -> Result<Credentials, AuthError> {
         if username.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-            let Some(set) = &self.secrets else {
+            let guard = self.secrets.load();
+            let Some(set) = guard.as_deref() else {
                 return Err(AuthError::UnknownUser);
             };
             return match verify_username(

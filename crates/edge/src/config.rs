@@ -200,6 +200,24 @@ pub struct EdgeConfig {
     pub max_tcp_connections: usize,
     /// Log format: "text" or "json".
     pub log_format: String,
+    /// Control plane base URL (`https://host:port`). With it the edge registers, heartbeats,
+    /// and learns the TURN-REST secrets from the control plane.
+    pub control: Option<String>,
+    /// Bearer token for the control plane's edge API.
+    pub edge_token: Option<String>,
+    /// CA certificate (PEM) to trust for the control plane, besides the system roots.
+    pub control_ca: Option<std::path::PathBuf>,
+    /// Edge id in the registry (default: `edge-<public address>`).
+    pub edge_id: Option<String>,
+    /// Pool this edge serves (default `test-global`).
+    pub pool: String,
+    /// Region code (default `GLOBAL`).
+    pub region: String,
+    /// ISP name (default empty).
+    pub isp: String,
+    /// Address clients reach this edge at (default: the listen address, or the first relay
+    /// address when listening on a wildcard).
+    pub public_address: Option<String>,
 }
 
 impl Default for EdgeConfig {
@@ -233,6 +251,14 @@ impl Default for EdgeConfig {
             max_channels_per_allocation: 32,
             max_tcp_connections: 10_000,
             log_format: "text".into(),
+            control: None,
+            edge_token: None,
+            control_ca: None,
+            edge_id: None,
+            pool: "test-global".into(),
+            region: "GLOBAL".into(),
+            isp: String::new(),
+            public_address: None,
         }
     }
 }
@@ -294,11 +320,36 @@ impl EdgeConfig {
         }
     }
 
+    /// The address clients reach this edge at.
+    pub fn effective_public_address(&self) -> String {
+        if let Some(a) = &self.public_address {
+            return a.clone();
+        }
+        if !self.listen.is_unspecified() {
+            return self.listen.to_string();
+        }
+        self.effective_relay_ips()
+            .first()
+            .map(|ip| ip.to_string())
+            .unwrap_or_default()
+    }
+
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.auth_secrets.is_empty() && self.users.is_empty() {
-            return bad("no credentials: set auth_secrets (--auth-secret) or users (--user); an edge never runs open".into());
+        if self.auth_secrets.is_empty() && self.users.is_empty() && self.control.is_none() {
+            return bad(
+                "no credentials: set auth_secrets (--auth-secret), users (--user) or a control plane (--control); an edge never runs open"
+                    .into(),
+            );
+        }
+        if let Some(url) = &self.control {
+            if !url.starts_with("https://") {
+                return bad(format!("control must be an https:// URL, not {url:?}"));
+            }
+            if self.edge_token.as_deref().is_none_or(str::is_empty) {
+                return bad("control needs edge_token (--edge-token)".into());
+            }
         }
         let relays = self.effective_relay_ips();
         if relays.is_empty() {

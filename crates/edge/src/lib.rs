@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+mod registry;
 mod shard;
 mod sockets;
 
@@ -49,6 +50,7 @@ pub enum StartError {
 /// A running edge. Dropping it (or [`Edge::shutdown`]) stops every shard.
 pub struct Edge {
     shutdown: watch::Sender<bool>,
+    registry: Option<registry::Registry>,
     threads: Vec<JoinHandle<()>>,
     stats: Vec<Arc<Mutex<Stats>>>,
     quota: Arc<SharedQuota>,
@@ -77,13 +79,16 @@ impl Edge {
             .map(|p| SocketAddr::new(cfg.listen, p))
             .collect();
         let policy = build_policy(&cfg, &relay_ips, &udp, &tcp);
-        if cfg.rtn_prefixes.is_empty() {
+        if cfg.rtn_prefixes.is_empty() && !cfg.dangerous_allow_loopback_peers {
             warn!("no rtn_prefixes configured: every peer will be refused (403)");
+        } else if cfg.rtn_prefixes.is_empty() {
+            warn!("no rtn_prefixes configured: only loopback peers (dangerous dev setting) will be relayed");
         }
         if cfg.dangerous_allow_loopback_peers {
             warn!("dangerous_allow_loopback_peers is ON: loopback peers are allowed. Never on a real edge.");
         }
         let quota = SharedQuota::new(cfg.max_allocations);
+        let secrets = auth::configured_secrets(&cfg).map_err(StartError::Other)?;
         let nonce_key = nonce_key(&cfg);
         let (shutdown, _) = watch::channel(false);
         let mut threads = Vec::new();
@@ -102,7 +107,7 @@ impl Edge {
                 shard: shard_no as u8,
                 ..ServerConfig::default()
             };
-            let auth = auth::EdgeAuth::from_config(&cfg).map_err(StartError::Other)?;
+            let auth = auth::EdgeAuth::new(&cfg, secrets.clone()).map_err(StartError::Other)?;
             let (now, unix) = shard::wall_clock();
             let server = Server::new(
                 server_cfg,
@@ -185,6 +190,21 @@ impl Edge {
                 .map_err(StartError::Other)?;
             threads.push(t);
         }
+        let mut registry = None;
+        if cfg.control.is_some() {
+            let (r, t) = registry::spawn(
+                registry::Inputs {
+                    cfg: cfg.clone(),
+                    secrets: secrets.clone(),
+                    quota: quota.clone(),
+                    stats: stats.clone(),
+                },
+                shutdown.subscribe(),
+            )
+            .map_err(StartError::Other)?;
+            registry = Some(r);
+            threads.push(t);
+        }
         info!(
             udp = %cfg.udp_ports, tcp = %cfg.tcp_ports, listen = %cfg.listen, relay = ?relay_ips,
             relay_ports = %cfg.relay_ports, shards = cfg.shards, realm = %cfg.realm,
@@ -192,6 +212,7 @@ impl Edge {
         );
         Ok(Self {
             shutdown,
+            registry,
             threads,
             stats,
             quota,
@@ -220,6 +241,7 @@ impl Edge {
             total.allocations_active += s.allocations_active;
             total.requests_refused += s.requests_refused;
             total.challenges += s.challenges;
+            total.auth_failures += s.auth_failures;
             total.policy_denied += s.policy_denied;
             total.malformed += s.malformed;
             total.to_peer_packets += s.to_peer_packets;
@@ -229,6 +251,20 @@ impl Edge {
             total.dropped_no_route += s.dropped_no_route;
         }
         total
+    }
+
+    /// Whether the control plane has accepted a heartbeat (always false without one).
+    pub fn registered(&self) -> bool {
+        self.registry
+            .as_ref()
+            .is_some_and(|r| r.registered.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Whether an operator asked this edge to drain.
+    pub fn draining(&self) -> bool {
+        self.registry
+            .as_ref()
+            .is_some_and(|r| r.draining.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Allocations alive on the edge now.

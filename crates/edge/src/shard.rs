@@ -80,6 +80,14 @@ pub(crate) struct Shard {
     pub(crate) stats: Rc<RefCell<Stats>>,
 }
 
+/// Sends a datagram now, with one non-blocking system call. tokio's `try_send_to` answers
+/// WouldBlock without trying until the runtime has seen the socket writable, which a relay
+/// socket bound a moment ago has not: its first packets were silently lost. A full socket
+/// buffer still drops the datagram, as UDP would.
+fn send_now(sock: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+    socket2::SockRef::from(sock).send_to(bytes, &to.into())
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -134,7 +142,7 @@ impl Shard {
             Forward::ToPeer { relay, peer, range } => {
                 let relays = self.relays.borrow();
                 if let Some(Relay::Udp { socket, .. }) = relays.get(&relay) {
-                    if let Err(e) = socket.try_send_to(&buf[range], peer) {
+                    if let Err(e) = send_now(socket, &buf[range], peer) {
                         debug!(error = %e, "relay send failed");
                     }
                 }
@@ -147,7 +155,7 @@ impl Shard {
         match client.transport {
             Transport::Udp => {
                 if let Some(sock) = self.udp_listeners.get(&client.server) {
-                    if let Err(e) = sock.try_send_to(bytes, client.client) {
+                    if let Err(e) = send_now(sock, bytes, client.client) {
                         debug!(error = %e, "client send failed");
                     }
                 }

@@ -41,4 +41,5 @@ pub fn free_port() -> u16 {
     }
 }
 
+pub mod control;
 pub mod turn_client;

@@ -382,6 +382,25 @@ async fn exchange(
     Ok(())
 }
 
+/// Adds what the client socket and the edge saw to a failed exchange's error.
+fn explain(
+    e: BoxError,
+    edge: &Edge,
+    server: SocketAddr,
+    relayed: SocketAddr,
+    peer: &UdpSocket,
+    tally: &Mutex<Tally>,
+) -> BoxError {
+    format!(
+        "{e}\n  edge {server}, relayed {relayed}, peer {:?}, edge allocations {}\n  client socket: {:?}\n  edge stats (<= 500 ms old): {:?}",
+        peer.local_addr(),
+        edge.allocations(),
+        tally.lock().unwrap(),
+        edge.stats()
+    )
+    .into()
+}
+
 /// Allocates with `username`/`password`, exchanges `rounds` round trips (checking that the
 /// channel, once bound, carries the rest), closes, and checks the edge's view.
 async fn relay_round_trips(
@@ -410,7 +429,9 @@ async fn relay_round_trips(
     let head = rounds - 20;
     // The first send makes the client create a permission (and wait for it), then start a
     // ChannelBind in the background while it sends Send indications.
-    exchange(&relay, relayed, &peer, head, tag).await?;
+    exchange(&relay, relayed, &peer, head, tag)
+        .await
+        .map_err(|e| explain(e, edge, server, relayed, &peer, &tally))?;
     let mid = {
         let t = tally.lock().unwrap();
         assert_eq!(t.sent(Kind::Stun(CREATE_PERMISSION_REQUEST)), 1, "{t:?}");
@@ -433,7 +454,9 @@ async fn relay_round_trips(
         )
     };
     // Channel bound: the last 20 round trips must all be ChannelData, both ways.
-    exchange(&relay, relayed, &peer, 20, tag).await?;
+    exchange(&relay, relayed, &peer, 20, tag)
+        .await
+        .map_err(|e| explain(e, edge, server, relayed, &peer, &tally))?;
     let t = format!("{:?}", tally.lock().unwrap());
     {
         let t2 = tally.lock().unwrap();

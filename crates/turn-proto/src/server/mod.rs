@@ -218,8 +218,12 @@ pub struct Stats {
     pub allocations_active: u64,
     /// Requests refused, any code.
     pub requests_refused: u64,
-    /// 401 challenges sent.
+    /// 401 challenges sent (requests without credentials: the normal first round trip).
     pub challenges: u64,
+    /// Requests with credentials refused 401 (wrong password, unknown or expired user, wrong
+    /// realm): also counted in `requests_refused`. A rising rate means guessing or broken
+    /// credential minting.
+    pub auth_failures: u64,
     /// Peer addresses refused by policy (requests answered 403, Send indications dropped).
     pub policy_denied: u64,
     /// Malformed packets dropped or answered 400.
@@ -728,6 +732,8 @@ impl Server {
         }
         if realm != self.config.realm {
             info!(client = %from.client, %typ, "401: wrong realm");
+            self.stats.auth_failures += 1;
+            self.stats.requests_refused += 1;
             self.challenge(now, (from, typ, txid, fp), 401, "Wrong realm");
             return None;
         }
@@ -751,6 +757,8 @@ impl Server {
                 }
                 if !msg.verify_integrity(kind, &key.0) {
                     info!(client = %from.client, %typ, "401: bad MESSAGE-INTEGRITY on allocation request");
+                    self.stats.auth_failures += 1;
+                    self.stats.requests_refused += 1;
                     self.challenge(now, (from, typ, txid, fp), 401, "Unauthorized");
                     return None;
                 }
@@ -766,12 +774,16 @@ impl Server {
             Ok(c) => c,
             Err(e) => {
                 info!(client = %from.client, %typ, reason = %e, "401: credentials refused");
+                self.stats.auth_failures += 1;
+                self.stats.requests_refused += 1;
                 self.challenge(now, (from, typ, txid, fp), 401, "Unauthorized");
                 return None;
             }
         };
         if !msg.verify_integrity(kind, &creds.key.0) {
             info!(client = %from.client, %typ, "401: wrong password (MESSAGE-INTEGRITY mismatch)");
+            self.stats.auth_failures += 1;
+            self.stats.requests_refused += 1;
             self.challenge(now, (from, typ, txid, fp), 401, "Unauthorized");
             return None;
         }

@@ -56,6 +56,17 @@ impl SharedQuota {
         }
     }
 
+    /// Users (REST sessions or static users) holding allocations now. The edge reports these
+    /// to the control plane, which keeps their sessions' quota leases alive.
+    pub fn users(&self) -> Vec<String> {
+        self.per_user
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Allocations on the edge now.
     pub fn total(&self) -> usize {
         self.total.load(Ordering::Acquire)
