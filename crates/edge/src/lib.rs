@@ -11,9 +11,7 @@ mod registry;
 mod shard;
 mod sockets;
 
-use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -170,13 +168,12 @@ impl Edge {
                             return;
                         }
                         let _ = ready_tx.send(Ok(()));
-                        let local_stats: Rc<RefCell<Stats>> = shard.stats.clone();
-                        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+                        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
                         loop {
                             tokio::select! {
                                 _ = stop.changed() => break,
                                 _ = tick.tick() => {
-                                    let snap = local_stats.borrow().clone();
+                                    let snap = shard.stats();
                                     *shard_stats.lock().unwrap_or_else(|e| e.into_inner()) = snap;
                                 }
                             }

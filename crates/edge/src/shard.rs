@@ -77,7 +77,6 @@ pub(crate) struct Shard {
     max_tcp: usize,
     plan: RelayPlan,
     wake: Notify,
-    pub(crate) stats: Rc<RefCell<Stats>>,
 }
 
 /// Sends a datagram now, with one non-blocking system call. tokio's `try_send_to` answers
@@ -118,7 +117,6 @@ impl Shard {
             max_tcp,
             plan,
             wake: Notify::new(),
-            stats: Rc::new(RefCell::new(Stats::default())),
         }))
     }
 
@@ -327,8 +325,9 @@ impl Shard {
         }
     }
 
-    fn snapshot_stats(&self) {
-        *self.stats.borrow_mut() = self.server.borrow().stats().clone();
+    /// The server's counters now.
+    pub(crate) fn stats(&self) -> Stats {
+        self.server.borrow().stats().clone()
     }
 }
 
@@ -580,7 +579,6 @@ async fn timer_loop(shard: Rc<Shard>) {
             s.handle_timeout(now);
         }
         shard.drain();
-        shard.snapshot_stats();
     }
 }
 
