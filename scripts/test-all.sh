@@ -27,6 +27,9 @@ done
 step "cargo test (unit, RFC vectors, sans-IO server, interop, security)"
 cargo test --workspace --locked -- --test-threads=2
 
+step "benchmark smoke runs (small and unoptimised: they prove the tools run, not speed)"
+cargo run --locked -q -p bench --bin proxy_info -- --requests 300 --concurrency 8 --seconds 60
+
 step "fuzz targets build, and a 20 s smoke run each"
 bash fuzz/run.sh 20
 

@@ -53,7 +53,19 @@ enum Command {
     CheckConfig {
         /// The TOML file.
         file: std::path::PathBuf,
+        /// Which component the file configures.
+        #[arg(long, value_enum, default_value = "edge")]
+        kind: ConfigKind,
     },
+}
+
+/// Components with a configuration file.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ConfigKind {
+    /// `cloudproxy edge --config`.
+    Edge,
+    /// `cloudproxy control --config`.
+    Control,
 }
 
 fn main() -> ExitCode {
@@ -74,8 +86,16 @@ fn main() -> ExitCode {
         Command::Secrets(args) => admin_cli::run_secrets(args),
         Command::Whitelist(args) => admin_cli::run_whitelist(args),
         Command::Token(args) => token_cmd::run(args),
-        Command::CheckConfig { file } => {
-            match edge::EdgeConfig::load(&file).and_then(|c| c.validate().map(|_| c)) {
+        Command::CheckConfig { file, kind } => {
+            let checked = match kind {
+                ConfigKind::Edge => edge::EdgeConfig::load(&file)
+                    .and_then(|c| c.validate())
+                    .map_err(|e| e.to_string()),
+                ConfigKind::Control => control_plane::ControlConfig::load(&file)
+                    .and_then(|c| c.validate())
+                    .map_err(|e| e.to_string()),
+            };
+            match checked {
                 Ok(_) => {
                     println!("{}: OK", file.display());
                     ExitCode::SUCCESS

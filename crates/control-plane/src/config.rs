@@ -150,3 +150,28 @@ impl ControlConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/control.example.toml loads, validates, and rejects an added unknown key.
+    #[test]
+    fn sample_loads_and_unknown_keys_are_rejected() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/control.example.toml");
+        let c = ControlConfig::load(&path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.geo.len(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(toml::from_str::<ControlConfig>(&format!("bogus = 1\n{text}")).is_err());
+        assert!(
+            ControlConfig::default().validate().is_err(),
+            "no tokens, no TLS, not dev: refused"
+        );
+        let dev = ControlConfig {
+            dev: true,
+            ..Default::default()
+        };
+        dev.validate().unwrap();
+    }
+}

@@ -447,9 +447,11 @@ mod sample_tests {
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if !path.to_string_lossy().ends_with(".example.toml")
-                || !path.to_string_lossy().contains("edge")
-            {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !(name.starts_with("edge") && name.ends_with(".example.toml")) {
                 continue;
             }
             seen += 1;
