@@ -97,8 +97,16 @@ fn uclient(user: &str, pass: &str, port: u16, echo: u16, tcp: bool) -> (Option<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minted_credentials_relay_through_a_registered_edge_and_expire() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_default())
+        .with_test_writer()
+        .try_init();
     // Short TURN TTL so expiry can be shown with one short wait; the session lease is longer.
-    let t = TestControl::start(|c| c.turn_ttl_secs = 4).await;
+    let t = TestControl::start(|c| {
+        c.turn_ttl_secs = 10;
+        c.edge_lease_secs = 3; // heartbeats every second
+    })
+    .await;
     let app = t
         .create_app(json!({"name": "e2e", "max_concurrency": 10}))
         .await;
@@ -166,6 +174,41 @@ async fn minted_credentials_relay_through_a_registered_edge_and_expire() {
         .await
         .unwrap();
     assert_eq!(usage.active_sessions, 1);
+
+    // Rotation without restart: the edge learns the new secret by heartbeat, and credentials
+    // minted with it relay.
+    let r = t
+        .admin(reqwest::Method::POST, "/v1/admin/secrets/rotate")
+        .send()
+        .await
+        .unwrap();
+    let rotated: control_api::RotatedSecrets = r.json().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let tok2 = mint_join_token(
+        &app.app_id,
+        app.certificate.as_bytes(),
+        "room",
+        "bob",
+        t.clock.now() + 600,
+    );
+    let (status, body) = t.proxy(&json!({"app_id": app.app_id, "channel": "room", "uid": "bob", "mode": "udp", "token": tok2})).await;
+    assert_eq!(status, 200, "{body}");
+    let fresh: control_api::ProxyResponse = serde_json::from_value(body).unwrap();
+    assert!(fresh
+        .turn
+        .username
+        .contains(&format!(":{}:", rotated.turn_key_id)));
+    let (u3, t3) = (fresh.turn.username.clone(), fresh.turn.password.clone());
+    let (lost, received, out) =
+        tokio::task::spawn_blocking(move || uclient(&u3, &t3, p[1], echo, true))
+            .await
+            .unwrap();
+    assert_eq!(
+        lost,
+        Some(0),
+        "TCP relay with credentials from the rotated secret:\n{out}"
+    );
+    println!("after rotation, over TCP: {received} messages echoed, 0 lost");
 
     // Another edge with its own secret does not accept them.
     let other = {
