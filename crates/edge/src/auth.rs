@@ -28,6 +28,28 @@ pub struct EdgeAuth {
 /// Shared by every shard's authenticator and the registry client.
 pub type Secrets = Arc<ArcSwapOption<SecretSet>>;
 
+/// Signalling ticket keys, swapped like [`Secrets`].
+pub type TicketKeys = Arc<ArcSwapOption<SecretSet>>;
+
+/// A key set from `KEY_ID:SECRET` specs (None when empty).
+pub fn key_set(
+    specs: &[crate::config::SecretSpec],
+) -> Result<Arc<ArcSwapOption<SecretSet>>, String> {
+    let set = if specs.is_empty() {
+        None
+    } else {
+        let list = specs
+            .iter()
+            .map(|s| Secret {
+                key_id: s.key_id.clone(),
+                secret: s.secret.as_bytes().to_vec(),
+            })
+            .collect();
+        Some(Arc::new(SecretSet::new(list).map_err(|e| e.to_string())?))
+    };
+    Ok(Arc::new(ArcSwapOption::new(set)))
+}
+
 /// The secret set from the configuration (None when it lists none).
 pub fn configured_secrets(cfg: &EdgeConfig) -> Result<Secrets, String> {
     let set = if cfg.auth_secrets.is_empty() {

@@ -218,6 +218,29 @@ pub struct EdgeConfig {
     /// Address clients reach this edge at (default: the listen address, or the first relay
     /// address when listening on a wildcard).
     pub public_address: Option<String>,
+    /// TLS port: TURN-over-TLS and WSS signalling on one port, told apart by ALPN and the first
+    /// bytes (default 443). Serves only when a certificate is configured (or self-signed).
+    pub tls_port: u16,
+    /// TLS certificate chain (PEM). Reloaded on SIGHUP and when the file changes.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Development only: serve TLS with a self-signed certificate generated at start.
+    pub tls_self_signed: bool,
+    /// Plain signalling port (WebSocket relay without TLS; default 4000). `0` disables it.
+    pub signal_port: u16,
+    /// Signalling ticket keys "KEY_ID:SECRET" for an edge without a control plane (with one,
+    /// the keys come from its heartbeats).
+    pub ticket_keys: Vec<SecretSpec>,
+    /// Accept a PROXY protocol v2 header on TCP, TLS and signalling ports (set when a load
+    /// balancer in front sends one; then the client address it names is used everywhere).
+    pub proxy_protocol: bool,
+    /// TCP/TLS/signalling connections from one client address at once (default 64).
+    pub max_connections_per_ip: usize,
+    /// Seconds a new connection has to complete TLS and send its first bytes (default 10).
+    pub handshake_timeout_secs: u64,
+    /// Seconds a TCP/TLS connection without an allocation may stay silent (default 120).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for EdgeConfig {
@@ -259,6 +282,16 @@ impl Default for EdgeConfig {
             region: "GLOBAL".into(),
             isp: String::new(),
             public_address: None,
+            tls_port: 443,
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
+            signal_port: 4000,
+            ticket_keys: Vec::new(),
+            proxy_protocol: false,
+            max_connections_per_ip: 64,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 120,
         }
     }
 }
@@ -334,6 +367,11 @@ impl EdgeConfig {
             .unwrap_or_default()
     }
 
+    /// Whether the TLS port serves.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_self_signed
+    }
+
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
@@ -377,6 +415,15 @@ impl EdgeConfig {
                 "relay_ports {} overlap udp_ports {}",
                 self.relay_ports, self.udp_ports
             ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together".into());
+        }
+        if self.max_connections_per_ip == 0
+            || self.handshake_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+        {
+            return bad("max_connections_per_ip and the timeouts must be at least 1".into());
         }
         if self.shards == 0 || self.shards > 256 {
             return bad("shards must be 1..=256".into());

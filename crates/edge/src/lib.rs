@@ -87,6 +87,7 @@ impl Edge {
         }
         let quota = SharedQuota::new(cfg.max_allocations);
         let secrets = auth::configured_secrets(&cfg).map_err(StartError::Other)?;
+        let tickets = auth::key_set(&cfg.ticket_keys).map_err(StartError::Other)?;
         let nonce_key = nonce_key(&cfg);
         let (shutdown, _) = watch::channel(false);
         let mut threads = Vec::new();
@@ -193,6 +194,7 @@ impl Edge {
                 registry::Inputs {
                     cfg: cfg.clone(),
                     secrets: secrets.clone(),
+                    tickets: tickets.clone(),
                     quota: quota.clone(),
                     stats: stats.clone(),
                 },

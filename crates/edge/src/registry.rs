@@ -26,6 +26,7 @@ pub(crate) struct Registry {
 pub(crate) struct Inputs {
     pub(crate) cfg: EdgeConfig,
     pub(crate) secrets: Secrets,
+    pub(crate) tickets: crate::auth::TicketKeys,
     pub(crate) quota: Arc<SharedQuota>,
     pub(crate) stats: Vec<Arc<Mutex<Stats>>>,
 }
@@ -99,8 +100,8 @@ fn heartbeat_body(
             first: cfg.tcp_ports.first,
             last: cfg.tcp_ports.last,
         },
-        tls_port: None,
-        signal_port: None,
+        tls_port: cfg.tls_enabled().then_some(cfg.tls_port),
+        signal_port: (cfg.signal_port != 0).then_some(cfg.signal_port),
         relay_ips: cfg
             .effective_relay_ips()
             .iter()
@@ -158,7 +159,8 @@ async fn run(
             Ok(resp) if resp.status().is_success() => {
                 match resp.json::<HeartbeatResponse>().await {
                     Ok(hb) => {
-                        apply(&hb, &inputs.secrets);
+                        apply("TURN secrets", &hb.turn_secrets, &inputs.secrets);
+                        apply("ticket keys", &hb.ticket_keys, &inputs.tickets);
                         if hb.drain && !draining.swap(true, Ordering::Relaxed) {
                             info!("control plane asked this edge to drain: it is no longer offered to clients");
                         }
@@ -199,12 +201,11 @@ async fn run(
 }
 
 /// Installs the control plane's TURN secrets (current first) when they changed.
-fn apply(hb: &HeartbeatResponse, secrets: &Secrets) {
-    if hb.turn_secrets.is_empty() {
+fn apply(what: &str, keys: &[control_api::KeyEntry], secrets: &Secrets) {
+    if keys.is_empty() {
         return;
     }
-    let list: Vec<Secret> = hb
-        .turn_secrets
+    let list: Vec<Secret> = keys
         .iter()
         .map(|k| Secret::new(k.key_id.clone(), k.secret.clone().into_bytes()))
         .collect();
@@ -218,9 +219,9 @@ fn apply(hb: &HeartbeatResponse, secrets: &Secrets) {
     }
     match SecretSet::new(list) {
         Ok(set) => {
-            info!(current = %set.current().key_id, keys = set.iter().count(), "TURN secrets updated from the control plane");
+            info!(what, current = %set.current().key_id, keys = set.iter().count(), "keys updated from the control plane");
             secrets.store(Some(Arc::new(set)));
         }
-        Err(e) => warn!(error = %e, "control plane sent an unusable secret set"),
+        Err(e) => warn!(what, error = %e, "control plane sent an unusable key set"),
     }
 }
