@@ -7,6 +7,8 @@
 
 pub mod auth;
 pub mod config;
+pub mod front;
+pub mod proxy_protocol;
 mod registry;
 mod shard;
 mod sockets;
@@ -90,6 +92,32 @@ impl Edge {
         let tickets = auth::key_set(&cfg.ticket_keys).map_err(StartError::Other)?;
         let nonce_key = nonce_key(&cfg);
         let (shutdown, _) = watch::channel(false);
+        let tls = if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
+            Some(
+                front::TlsSettings::from_files(cert, key)
+                    .map_err(|e| StartError::Config(ConfigError::Invalid(e)))?,
+            )
+        } else if cfg.tls_self_signed {
+            let mut names = vec!["localhost".to_owned(), cfg.effective_public_address()];
+            names.extend(relay_ips.iter().map(|ip| ip.to_string()));
+            names.retain(|n| !n.is_empty());
+            Some(front::TlsSettings::self_signed(names).map_err(StartError::Other)?)
+        } else {
+            None
+        };
+        let tls_addr = tls
+            .as_ref()
+            .map(|_| SocketAddr::new(cfg.listen, cfg.tls_port));
+        let signal_addr =
+            (cfg.signal_port != 0).then(|| SocketAddr::new(cfg.listen, cfg.signal_port));
+        let front = shard::Front {
+            limits: front::ConnLimits::new(cfg.max_connections_per_ip, cfg.max_tcp_connections),
+            tls: tls.clone(),
+            router: signal_router(&cfg, &policy, &tickets).map_err(StartError::Other)?,
+            proxy_protocol: cfg.proxy_protocol,
+            handshake_timeout: std::time::Duration::from_secs(cfg.handshake_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(cfg.idle_timeout_secs),
+        };
         let mut threads = Vec::new();
         let mut stats = Vec::new();
         for shard_no in 0..cfg.shards {
@@ -126,20 +154,46 @@ impl Edge {
                     })?,
                 );
             }
-            let mut tcp_socks = Vec::new();
+            let mut tcp_socks = shard::TcpListeners {
+                turn: Vec::new(),
+                tls: None,
+                signal: None,
+            };
             for a in &tcp {
-                tcp_socks.push(sockets::tcp_listener(*a, 1024).map_err(|source| {
-                    StartError::Bind {
-                        what: "TCP listener",
-                        addr: *a,
-                        source,
-                    }
-                })?);
+                tcp_socks
+                    .turn
+                    .push(
+                        sockets::tcp_listener(*a, 1024).map_err(|source| StartError::Bind {
+                            what: "TCP listener",
+                            addr: *a,
+                            source,
+                        })?,
+                    );
             }
+            if let Some(a) = tls_addr {
+                tcp_socks.tls =
+                    Some(
+                        sockets::tcp_listener(a, 1024).map_err(|source| StartError::Bind {
+                            what: "TLS listener",
+                            addr: a,
+                            source,
+                        })?,
+                    );
+            }
+            if let Some(a) = signal_addr {
+                tcp_socks.signal =
+                    Some(
+                        sockets::tcp_listener(a, 1024).map_err(|source| StartError::Bind {
+                            what: "signalling listener",
+                            addr: a,
+                            source,
+                        })?,
+                    );
+            }
+            let front = front.clone();
             let shard_stats = Arc::new(Mutex::new(Stats::default()));
             stats.push(shard_stats.clone());
             let plan = plan.clone();
-            let max_tcp = cfg.max_tcp_connections;
             let mut stop = shutdown.subscribe();
             let (ready_tx, ready_rx) = std_mpsc::channel::<Result<(), String>>();
             let t = std::thread::Builder::new()
@@ -157,7 +211,7 @@ impl Edge {
                     };
                     let local = tokio::task::LocalSet::new();
                     local.block_on(&rt, async move {
-                        let shard = match Shard::new(server, udp_socks, plan, max_tcp) {
+                        let shard = match Shard::new(server, udp_socks, plan, front) {
                             Ok(s) => s,
                             Err(e) => {
                                 let _ = ready_tx.send(Err(e.to_string()));
@@ -187,6 +241,22 @@ impl Edge {
                 .map_err(|_| StartError::Other("shard thread died at start".into()))?
                 .map_err(StartError::Other)?;
             threads.push(t);
+        }
+        if let Some(tls) = tls.clone() {
+            let stop = shutdown.subscribe();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("edge-tls-reload".into())
+                    .spawn(move || {
+                        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            rt.block_on(front::watch_reload(tls, stop));
+                        }
+                    })
+                    .map_err(|e| StartError::Other(e.to_string()))?,
+            );
         }
         let mut registry = None;
         if cfg.control.is_some() {
@@ -290,6 +360,16 @@ impl Drop for Edge {
     }
 }
 
+/// The signalling service, when this edge can admit relays (it has ticket keys, or a control
+/// plane that will send them).
+fn signal_router(
+    _cfg: &EdgeConfig,
+    _policy: &PeerPolicy,
+    _tickets: &auth::TicketKeys,
+) -> Result<Option<axum::Router>, String> {
+    Ok(None)
+}
+
 fn build_policy(
     cfg: &EdgeConfig,
     relay_ips: &[IpAddr],
@@ -300,10 +380,27 @@ fn build_policy(
     if !cfg.listen.is_unspecified() {
         own_ips.push(cfg.listen);
     }
-    let mut own_port_ranges = vec![
-        (cfg.listen, cfg.udp_ports.first, cfg.udp_ports.last),
-        (cfg.listen, cfg.tcp_ports.first, cfg.tcp_ports.last),
-    ];
+    // Every port of the edge's own specific addresses is denied through `own_ips`. The ranges
+    // below matter for loopback in development mode (where loopback peers are allowed): a
+    // wildcard listener is reachable on 127.0.0.1 and ::1, so its ports are denied there —
+    // never as a wildcard range, which would deny those ports on every remote peer too.
+    let range_ips: Vec<IpAddr> = if cfg.listen.is_unspecified() {
+        vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ]
+    } else {
+        vec![cfg.listen]
+    };
+    let mut own_port_ranges = Vec::new();
+    for ip in &range_ips {
+        own_port_ranges.push((*ip, cfg.udp_ports.first, cfg.udp_ports.last));
+        own_port_ranges.push((*ip, cfg.tcp_ports.first, cfg.tcp_ports.last));
+        own_port_ranges.push((*ip, cfg.tls_port, cfg.tls_port));
+        if cfg.signal_port != 0 {
+            own_port_ranges.push((*ip, cfg.signal_port, cfg.signal_port));
+        }
+    }
     for ip in relay_ips {
         own_port_ranges.push((*ip, cfg.relay_ports.first, cfg.relay_ports.last));
     }

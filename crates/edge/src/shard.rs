@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +25,7 @@ use turn_proto::server::{
 };
 
 use crate::config::PortRange;
+use crate::front::{self, ConnGuard, ConnLimits, Io, Prefixed, Sniffed, TlsSettings};
 use crate::sockets;
 
 /// Largest UDP payload.
@@ -73,10 +75,27 @@ pub(crate) struct Shard {
     peer_conns: RefCell<HashMap<u32, PeerConn>>,
     /// Relay ports held for RESERVATION-TOKENs, not read until claimed.
     held: RefCell<HashMap<SocketAddr, std::net::UdpSocket>>,
-    tcp_count: std::cell::Cell<usize>,
-    max_tcp: usize,
+    front: Front,
     plan: RelayPlan,
     wake: Notify,
+}
+
+/// What the TCP-facing listeners of a shard share with every other shard.
+#[derive(Clone)]
+pub(crate) struct Front {
+    pub(crate) limits: Arc<ConnLimits>,
+    pub(crate) tls: Option<TlsSettings>,
+    pub(crate) router: Option<axum::Router>,
+    pub(crate) proxy_protocol: bool,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// A shard's TCP listening sockets.
+pub(crate) struct TcpListeners {
+    pub(crate) turn: Vec<std::net::TcpListener>,
+    pub(crate) tls: Option<std::net::TcpListener>,
+    pub(crate) signal: Option<std::net::TcpListener>,
 }
 
 /// Sends a datagram now, with one non-blocking system call. tokio's `try_send_to` answers
@@ -99,7 +118,7 @@ impl Shard {
         server: Server,
         udp: Vec<std::net::UdpSocket>,
         plan: RelayPlan,
-        max_tcp: usize,
+        front: Front,
     ) -> io::Result<Rc<Self>> {
         let mut udp_listeners = HashMap::new();
         for s in udp {
@@ -113,22 +132,31 @@ impl Shard {
             tcp_clients: RefCell::new(HashMap::new()),
             peer_conns: RefCell::new(HashMap::new()),
             held: RefCell::new(HashMap::new()),
-            tcp_count: std::cell::Cell::new(0),
-            max_tcp,
+            front,
             plan,
             wake: Notify::new(),
         }))
     }
 
     /// Spawns the listener and timer tasks on the current `LocalSet`.
-    pub(crate) fn start(self: &Rc<Self>, tcp: Vec<std::net::TcpListener>) -> io::Result<()> {
+    pub(crate) fn start(self: &Rc<Self>, tcp: TcpListeners) -> io::Result<()> {
         for (local, sock) in &self.udp_listeners {
             tokio::task::spawn_local(udp_listener_loop(self.clone(), sock.clone(), *local));
         }
-        for l in tcp {
+        for l in tcp.turn {
             let local = l.local_addr()?;
             let l = TcpListener::from_std(l)?;
-            tokio::task::spawn_local(tcp_listener_loop(self.clone(), l, local));
+            tokio::task::spawn_local(accept_loop(self.clone(), l, local, Port::Turn));
+        }
+        if let Some(l) = tcp.tls {
+            let local = l.local_addr()?;
+            let l = TcpListener::from_std(l)?;
+            tokio::task::spawn_local(accept_loop(self.clone(), l, local, Port::Tls));
+        }
+        if let Some(l) = tcp.signal {
+            let local = l.local_addr()?;
+            let l = TcpListener::from_std(l)?;
+            tokio::task::spawn_local(accept_loop(self.clone(), l, local, Port::Signal));
         }
         tokio::task::spawn_local(timer_loop(self.clone()));
         Ok(())
@@ -379,9 +407,20 @@ async fn udp_relay_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, relay: SocketAddr
     }
 }
 
-async fn tcp_listener_loop(shard: Rc<Shard>, listener: TcpListener, local: SocketAddr) {
+/// Which kind of TCP port a listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    /// TURN over TCP only (3433-3460).
+    Turn,
+    /// TLS (and sniffed plain TURN/HTTP): 443.
+    Tls,
+    /// Plain signalling (HTTP/WebSocket): 4000.
+    Signal,
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, local: SocketAddr, port: Port) {
     loop {
-        let (stream, from) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, %local, "accept failed");
@@ -389,24 +428,171 @@ async fn tcp_listener_loop(shard: Rc<Shard>, listener: TcpListener, local: Socke
                 continue;
             }
         };
-        if shard.tcp_count.get() >= shard.max_tcp {
-            info!(client = %from, "TCP connection refused: connection limit reached");
-            continue;
-        }
         let _ = stream.set_nodelay(true);
-        let tuple = FiveTuple {
-            transport: Transport::Tcp,
-            client: from,
-            server: local,
+        // Behind a PROXY-protocol balancer the per-address limit applies to the real client,
+        // known only after the header; otherwise it applies before a byte is read.
+        let guard = if shard.front.proxy_protocol {
+            None
+        } else {
+            match shard.front.limits.admit(peer.ip()) {
+                Some(g) => Some(g),
+                None => {
+                    info!(client = %peer, port = local.port(), "connection refused: per-address or total connection limit reached");
+                    continue;
+                }
+            }
         };
-        spawn_client(&shard, stream, tuple);
+        tokio::task::spawn_local(serve_connection(
+            shard.clone(),
+            stream,
+            peer,
+            local,
+            port,
+            guard,
+        ));
     }
 }
 
-fn spawn_client(shard: &Rc<Shard>, stream: TcpStream, tuple: FiveTuple) {
+/// Takes one accepted connection from PROXY header and TLS through to its handler.
+async fn serve_connection(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    port: Port,
+    guard: Option<ConnGuard>,
+) {
+    let timeout = shard.front.handshake_timeout;
+    let (client, early) = if shard.front.proxy_protocol {
+        match front::read_proxy_header(&mut stream, peer, timeout).await {
+            Ok(x) => x,
+            Err(e) => return front::refused(local.port(), peer, &e.to_string()),
+        }
+    } else {
+        (peer, Vec::new())
+    };
+    let guard = match guard {
+        Some(g) => g,
+        None => match shard.front.limits.admit(client.ip()) {
+            Some(g) => g,
+            None => {
+                info!(%client, port = local.port(), "connection refused: per-address or total connection limit reached");
+                return;
+            }
+        },
+    };
+    let mut io = Prefixed::new(early, stream);
+    match port {
+        Port::Turn => {
+            let tuple = FiveTuple {
+                transport: Transport::Tcp,
+                client,
+                server: local,
+            };
+            spawn_client(&shard, Box::new(io), tuple, guard);
+        }
+        Port::Signal => serve_http(&shard, Box::new(io), client, guard),
+        Port::Tls => {
+            let (kind, first) = match front::read_sniff(&mut io, timeout).await {
+                Ok(x) => x,
+                Err(e) => return front::refused(local.port(), client, &e.to_string()),
+            };
+            let io = Prefixed::new(first, io);
+            match kind {
+                Sniffed::Turn => spawn_client(
+                    &shard,
+                    Box::new(io),
+                    FiveTuple {
+                        transport: Transport::Tcp,
+                        client,
+                        server: local,
+                    },
+                    guard,
+                ),
+                Sniffed::Http => serve_http(&shard, Box::new(io), client, guard),
+                Sniffed::Tls => tls_connection(shard, io, client, local, guard).await,
+                Sniffed::Unknown => {
+                    front::refused(local.port(), client, "neither TLS, TURN nor HTTP")
+                }
+            }
+        }
+    }
+}
+
+async fn tls_connection(
+    shard: Rc<Shard>,
+    io: Prefixed<Prefixed<TcpStream>>,
+    client: SocketAddr,
+    local: SocketAddr,
+    guard: ConnGuard,
+) {
+    let Some(tls) = &shard.front.tls else {
+        return front::refused(local.port(), client, "TLS is not configured on this edge");
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+    let timeout = shard.front.handshake_timeout;
+    let mut stream = match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            info!(%client, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return front::refused(local.port(), client, "TLS handshake timed out"),
+    };
+    let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let turn = FiveTuple {
+        transport: Transport::Tls,
+        client,
+        server: local,
+    };
+    match alpn.as_deref() {
+        Some(front::ALPN_TURN) => spawn_client(&shard, Box::new(stream), turn, guard),
+        Some(_) => serve_http(&shard, Box::new(stream), client, guard),
+        None => {
+            let (kind, first) = match front::read_sniff(&mut stream, timeout).await {
+                Ok(x) => x,
+                Err(e) => return front::refused(local.port(), client, &e.to_string()),
+            };
+            let io = Prefixed::new(first, stream);
+            match kind {
+                Sniffed::Turn => spawn_client(&shard, Box::new(io), turn, guard),
+                Sniffed::Http => serve_http(&shard, Box::new(io), client, guard),
+                Sniffed::Tls | Sniffed::Unknown => {
+                    front::refused(local.port(), client, "inside TLS: neither TURN nor HTTP")
+                }
+            }
+        }
+    }
+}
+
+/// Serves the signalling service (HTTP/1.1 with WebSocket upgrades) on one connection.
+fn serve_http(shard: &Rc<Shard>, io: Box<dyn Io>, client: SocketAddr, guard: ConnGuard) {
+    let Some(router) = shard.front.router.clone() else {
+        return front::refused(0, client, "no signalling service on this edge");
+    };
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt;
+    tokio::spawn(async move {
+        let _guard = guard;
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(client));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        if let Err(e) = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .await
+        {
+            debug!(%client, error = %e, "signalling connection ended with an error");
+        }
+    });
+}
+
+fn spawn_client(shard: &Rc<Shard>, stream: Box<dyn Io>, tuple: FiveTuple, guard: ConnGuard) {
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-    shard.tcp_count.set(shard.tcp_count.get() + 1);
-    let task = tokio::task::spawn_local(tcp_client(shard.clone(), stream, tuple, rx));
+    let task = tokio::task::spawn_local(tcp_client(shard.clone(), stream, tuple, rx, guard));
     shard
         .tcp_clients
         .borrow_mut()
@@ -417,18 +603,32 @@ fn spawn_client(shard: &Rc<Shard>, stream: TcpStream, tuple: FiveTuple) {
 /// raw byte pipe after an RFC 6062 ConnectionBind.
 async fn tcp_client(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: Box<dyn Io>,
     tuple: FiveTuple,
     mut rx: mpsc::Receiver<ClientCmd>,
+    conn: ConnGuard,
 ) {
     let _guard = ClientGuard {
         shard: shard.clone(),
         tuple,
+        _conn: conn,
     };
     let mut buf = vec![0u8; 2 * (MAX_DATAGRAM + 20)];
     let mut filled = 0usize;
+    // Slow-loris: a whole first frame within the handshake timeout; later, silence is allowed
+    // only while the connection holds an allocation (media may pause; the allocation's
+    // lifetime bounds it).
+    let mut deadline = tokio::time::Instant::now() + shard.front.handshake_timeout;
     let splice = 'conn: loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {
+                if shard.server.borrow().has_allocation(&tuple) {
+                    deadline = tokio::time::Instant::now() + shard.front.idle_timeout;
+                    continue;
+                }
+                info!(client = %tuple.client, "closing TCP/TLS client: idle without an allocation");
+                break 'conn None;
+            }
             r = stream.read(&mut buf[filled..]) => {
                 let n = match r {
                     Ok(0) | Err(_) => break 'conn None,
@@ -436,6 +636,7 @@ async fn tcp_client(
                 };
                 filled += n;
                 let mut at = 0;
+                let before = at;
                 loop {
                     match frame_len(&buf[at..filled]) {
                         Ok(Some((_, len))) => {
@@ -456,6 +657,9 @@ async fn tcp_client(
                             break 'conn None;
                         }
                     }
+                }
+                if at > before {
+                    deadline = tokio::time::Instant::now() + shard.front.idle_timeout;
                 }
                 buf.copy_within(at..filled, 0);
                 filled -= at;
@@ -496,13 +700,11 @@ async fn tcp_client(
 struct ClientGuard {
     shard: Rc<Shard>,
     tuple: FiveTuple,
+    _conn: ConnGuard,
 }
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.shard
-            .tcp_count
-            .set(self.shard.tcp_count.get().saturating_sub(1));
         self.shard.tcp_clients.borrow_mut().remove(&self.tuple);
         if let Ok(mut s) = self.shard.server.try_borrow_mut() {
             s.handle_client_closed(Instant::now(), self.tuple);

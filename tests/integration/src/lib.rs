@@ -42,4 +42,5 @@ pub fn free_port() -> u16 {
 }
 
 pub mod control;
+pub mod tls;
 pub mod turn_client;

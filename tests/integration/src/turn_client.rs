@@ -17,6 +17,11 @@ pub enum Link {
     Udp(UdpSocket, SocketAddr),
     /// TURN over TCP.
     Tcp(TcpStream, Vec<u8>),
+    /// TURN over TLS.
+    Tls(
+        Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+        Vec<u8>,
+    ),
 }
 
 impl Link {
@@ -40,11 +45,27 @@ impl Link {
         Ok(Link::Tcp(s, Vec::new()))
     }
 
+    /// A TLS link to `server`, trusting `ca` (DER), offering `alpn` (empty: none), with SNI
+    /// `name`.
+    pub fn tls(server: SocketAddr, ca: &[u8], name: &str, alpn: &[&[u8]]) -> io::Result<Self> {
+        let s = TcpStream::connect_timeout(&server, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.set_nodelay(true)?;
+        let conn = crate::tls::client_connection(ca, name, alpn).map_err(io::Error::other)?;
+        let mut stream = rustls::StreamOwned::new(conn, s);
+        // Complete the handshake now so a refusal shows here.
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(Link::Tls(Box::new(stream), Vec::new()))
+    }
+
     /// Sends raw bytes (one datagram, or bytes on the stream).
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Link::Udp(s, to) => s.send_to(bytes, *to).map(|_| ()),
             Link::Tcp(s, _) => s.write_all(bytes),
+            Link::Tls(s, _) => s.write_all(bytes).and_then(|_| s.flush()),
         }
     }
 
@@ -69,7 +90,17 @@ impl Link {
                     Err(e) => Err(e),
                 }
             }
-            Link::Tcp(s, pending) => loop {
+            Link::Tls(s, pending) => read_frame(s.as_mut(), pending),
+            Link::Tcp(s, pending) => read_frame(s, pending),
+        }
+    }
+}
+
+/// Reads one whole TURN frame from a byte stream; `Ok(None)` on timeout.
+fn read_frame<R: Read>(s: &mut R, pending: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+    {
+        {
+            loop {
                 match frame_len(pending) {
                     Ok(Some((_, len))) => {
                         let frame = pending[..len].to_vec();
@@ -95,7 +126,7 @@ impl Link {
                     }
                     Err(e) => return Err(e),
                 }
-            },
+            }
         }
     }
 }

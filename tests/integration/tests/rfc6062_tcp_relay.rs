@@ -65,7 +65,7 @@ fn bind_data_connection(server: SocketAddr, id: u32) -> TcpStream {
             );
             s
         }
-        Link::Udp(..) => unreachable!(),
+        Link::Udp(..) | Link::Tls(..) => unreachable!("a TCP link was made above"),
     }
 }
 

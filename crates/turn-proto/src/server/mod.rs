@@ -387,6 +387,11 @@ impl Server {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// Whether this client flow holds an allocation (an idle TCP connection that does may stay).
+    pub fn has_allocation(&self, client: &FiveTuple) -> bool {
+        self.by_client.contains_key(client)
+    }
+
     /// Whether `relay` is a relay address of this shard (for routing peer packets).
     pub fn owns_relay(&self, relay: SocketAddr) -> bool {
         self.by_relay.contains_key(&relay)

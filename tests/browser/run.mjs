@@ -1,0 +1,495 @@
+// A real browser against the edge's TLS port (issue 4): headless Chromium (Debian `chromium`,
+// driven by playwright-core) with a test CA imported into its own NSS database.
+//
+// Scenarios:
+//   wss        new WebSocket(wssUrl): N messages (text and binary, small to 70 kB) sent at once,
+//              N echoes expected back in order (the upstream behind the relay is an echo server).
+//   turns      two RTCPeerConnections in one page, both with only the given `turns:` server and
+//              iceTransportPolicy 'relay'; a data channel; N messages each way; getStats: the
+//              selected pair's local candidate on both sides is candidateType 'relay' with
+//              relayProtocol 'tls'.
+//   untrusted  the negative control: same browser set-up but the CA is NOT imported. Whichever
+//              of `turn` / `wssUrl` the config has must fail: no relay candidate within
+//              `untrustedWaitMs`, and the WebSocket errors without ever opening.
+//
+// Config: JSON in argv[2], or in $BROWSER_E2E_CONFIG, or a file named by `@path` in argv[2].
+//   {
+//     "scenario": "wss" | "turns" | "untrusted",
+//     "caFile": "/path/ca.pem",                    // required (imported except for untrusted)
+//     "wssUrl": "wss://127.0.0.1:443/ws?upstream=127.0.0.1:9000&ticket=...",
+//     "turn": { "urls": "turns:127.0.0.1:443?transport=tcp", "username": "u", "credential": "p" },
+//     // or instead of turn.urls: "edgeHost": "127.0.0.1", "edgePort": 443
+//     "chromium": "/usr/lib/chromium/chromium",    // the real binary, not Debian's /usr/bin wrapper
+//     "netns": null,                               // run the browser inside this network namespace
+//     "messages": 20, "stepTimeoutMs": 15000, "untrustedWaitMs": 12000,
+//     "keepTmp": false, "verbose": false
+//   }
+//
+// Output: exactly one JSON line on stdout: {"scenario", "ok", "expected", "elapsedMs", ...}.
+// Exit 0 only when the expected outcome happened (for "untrusted": when everything failed).
+// Diagnostics (browser console, Chromium argv) go to stderr.
+
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const started = Date.now();
+const log = (...a) => console.error('[browser-e2e]', ...a);
+
+function loadConfig() {
+  let raw = process.argv[2] ?? process.env.BROWSER_E2E_CONFIG;
+  if (!raw) throw new Error('no config: pass JSON as argv[2] (or @file), or set BROWSER_E2E_CONFIG');
+  if (raw.startsWith('@')) raw = readFileSync(raw.slice(1), 'utf8');
+  const c = JSON.parse(raw);
+  const cfg = {
+    chromium: '/usr/lib/chromium/chromium',
+    netns: null,
+    messages: 20,
+    stepTimeoutMs: 15000,
+    untrustedWaitMs: 12000,
+    keepTmp: false,
+    verbose: false,
+    ...c,
+  };
+  if (!['wss', 'turns', 'untrusted'].includes(cfg.scenario)) {
+    throw new Error(`scenario must be wss, turns or untrusted, not ${JSON.stringify(cfg.scenario)}`);
+  }
+  if (cfg.turn && !cfg.turn.urls && cfg.edgeHost) {
+    cfg.turn = { ...cfg.turn, urls: `turns:${cfg.edgeHost}:${cfg.edgePort ?? 443}?transport=tcp` };
+  }
+  if (!cfg.caFile || !existsSync(cfg.caFile)) throw new Error(`caFile missing: ${cfg.caFile}`);
+  if (cfg.scenario === 'wss' && !cfg.wssUrl) throw new Error('scenario wss needs wssUrl');
+  if (cfg.scenario === 'turns' && !cfg.turn?.urls) throw new Error('scenario turns needs turn.urls');
+  if (cfg.scenario === 'untrusted' && !cfg.wssUrl && !cfg.turn?.urls) {
+    throw new Error('scenario untrusted needs wssUrl and/or turn');
+  }
+  return cfg;
+}
+
+// A fresh HOME whose NSS database trusts the test CA (or nothing, for "untrusted"), and a
+// wrapper that Playwright launches instead of Chromium: it merges every --disable-features /
+// --enable-features switch into one (Chromium keeps only the last occurrence, and Playwright
+// passes its own), optionally enters a network namespace, and records the final argv.
+function prepareHome(cfg, trustCa) {
+  const home = mkdtempSync(join(tmpdir(), 'cloudproxy-browser-'));
+  const nssdb = join(home, '.pki', 'nssdb');
+  mkdirSync(nssdb, { recursive: true });
+  for (const d of ['.config', '.cache', '.local/share']) mkdirSync(join(home, d), { recursive: true });
+  execFileSync('certutil', ['-d', `sql:${nssdb}`, '-N', '--empty-password'], { stdio: 'pipe' });
+  if (trustCa) {
+    execFileSync('certutil', ['-d', `sql:${nssdb}`, '-A', '-t', 'C,,', '-n', 'test-ca', '-i', cfg.caFile], {
+      stdio: 'pipe',
+    });
+  }
+  const listed = execFileSync('certutil', ['-d', `sql:${nssdb}`, '-L'], { encoding: 'utf8' });
+  const caInDb = /\btest-ca\b/.test(listed);
+  if (caInDb !== trustCa) throw new Error(`NSS db state wrong: test-ca present=${caInDb}`);
+
+  const q = (s) => `'${String(s).replaceAll("'", `'\\''`)}'`;
+  const prefix = cfg.netns ? `ip netns exec ${q(cfg.netns)} ` : '';
+  const wrapper = join(home, 'chromium-wrapper.sh');
+  writeFileSync(
+    wrapper,
+    `#!/bin/bash
+# Generated by tests/browser/run.mjs.
+dis=(); en=(); out=()
+for a in "$@"; do
+  case "$a" in
+    --disable-features=*) v="\${a#--disable-features=}"; [ -n "$v" ] && dis+=("$v");;
+    --enable-features=*) v="\${a#--enable-features=}"; [ -n "$v" ] && en+=("$v");;
+    "") ;;
+    *) out+=("$a");;
+  esac
+done
+join() { local IFS=,; echo "$*"; }
+[ \${#dis[@]} -gt 0 ] && out+=("--disable-features=$(join "\${dis[@]}")")
+[ \${#en[@]} -gt 0 ] && out+=("--enable-features=$(join "\${en[@]}")")
+printf '%s\\n' "\${out[@]}" > ${q(join(home, 'chromium-argv.txt'))}
+exec ${prefix}${q(cfg.chromium)} "\${out[@]}"
+`,
+  );
+  chmodSync(wrapper, 0o755);
+  return { home, wrapper };
+}
+
+const PAGE_ORIGIN = 'https://app.cloudproxy.test';
+const PAGE_HTML = '<!doctype html><meta charset="utf-8"><title>cloudproxy browser e2e</title><p>e2e</p>';
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  // Real host candidates instead of <uuid>.local names (merged with Playwright's list).
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+];
+
+// ---------------------------------------------------------------------------------------------
+// In-page code (serialised by page.evaluate; must be self-contained)
+// ---------------------------------------------------------------------------------------------
+
+async function pageWss({ url, n, stepMs, expectFailure }) {
+  const t0 = performance.now();
+  const withTimeout = (p, ms, what) =>
+    Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`timeout: ${what}`)), ms))]);
+  const ws = new WebSocket(url);
+  ws.binaryType = 'arraybuffer';
+  const events = [];
+  const closed = new Promise((res) => {
+    ws.onclose = (e) => {
+      events.push(`close:${e.code}`);
+      res({ code: e.code, reason: e.reason, wasClean: e.wasClean });
+    };
+  });
+  ws.onerror = () => events.push('error');
+  const opened = await withTimeout(
+    new Promise((res) => {
+      ws.onopen = () => {
+        events.push('open');
+        res(true);
+      };
+      closed.then(() => res(false));
+    }),
+    stepMs,
+    'websocket open or close',
+  ).catch((e) => String(e));
+  if (opened !== true) {
+    return { opened: false, openResult: opened, events, close: await withTimeout(closed, 2000, 'close').catch(() => null), ms: performance.now() - t0 };
+  }
+  if (expectFailure) {
+    ws.close();
+    return { opened: true, events, ms: Math.round(performance.now() - t0) };
+  }
+  // Message i: even i text, odd i binary; sizes from 1 byte to 70 kB (7-bit, 16-bit and 64-bit
+  // WebSocket lengths).
+  const sizes = Array.from({ length: n }, (_, i) => (i === n - 1 ? 70000 : i === n - 2 ? 126 : 1 + i * 523));
+  const msgs = sizes.map((len, i) => {
+    if (i % 2 === 0) {
+      const head = `m${i}:`;
+      return head + 'x'.repeat(Math.max(0, len - head.length));
+    }
+    const b = new Uint8Array(len);
+    for (let k = 0; k < len; k++) b[k] = (k * 31 + i) & 0xff;
+    return b.buffer;
+  });
+  const got = [];
+  const allEchoed = new Promise((res) => {
+    ws.onmessage = (e) => {
+      got.push(e.data);
+      if (got.length === n) res();
+    };
+  });
+  for (const m of msgs) ws.send(m);
+  const echoErr = await withTimeout(allEchoed, stepMs, `${n} echoes`).then(() => null, (e) => String(e));
+  const same = (a, b) => {
+    if (typeof a === 'string' || typeof b === 'string') return a === b;
+    const x = new Uint8Array(a), y = new Uint8Array(b);
+    return x.length === y.length && x.every((v, k) => v === y[k]);
+  };
+  const mismatches = [];
+  for (let i = 0; i < got.length; i++) if (!same(msgs[i], got[i])) mismatches.push(i);
+  ws.close(1000, 'done');
+  const close = await withTimeout(closed, 3000, 'close').catch(() => null);
+  return {
+    opened: true,
+    sent: n,
+    echoed: got.length,
+    bytesSent: sizes.reduce((a, b) => a + b, 0),
+    mismatches,
+    echoErr,
+    events,
+    close,
+    ms: Math.round(performance.now() - t0),
+  };
+}
+
+async function pageTurns({ turn, n, stepMs, expectFailure, untrustedWaitMs }) {
+  const t0 = performance.now();
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const withTimeout = (p, ms, what) =>
+    Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`timeout: ${what}`)), ms))]);
+  const cfg = { iceServers: [turn], iceTransportPolicy: 'relay' };
+  const candErrors = [];
+  const mk = (name) => {
+    const pc = new RTCPeerConnection(cfg);
+    pc.onicecandidateerror = (e) =>
+      candErrors.push({ pc: name, url: e.url, errorCode: e.errorCode, errorText: e.errorText });
+    return pc;
+  };
+
+  if (expectFailure) {
+    // Gather only: a TURN server whose certificate is not trusted yields no relay candidate (and
+    // no error event either, so wait a bounded time).
+    const pc = mk('pc1');
+    const cands = [];
+    let complete = false;
+    pc.onicecandidate = (e) => {
+      if (e.candidate) cands.push({ type: e.candidate.type, candidate: e.candidate.candidate });
+      else complete = true;
+    };
+    pc.createDataChannel('probe');
+    await pc.setLocalDescription(await pc.createOffer());
+    const deadline = performance.now() + untrustedWaitMs;
+    while (performance.now() < deadline && !complete && cands.length === 0) await sleep(100);
+    // A relay candidate can only appear after the TLS handshake; give stragglers a moment.
+    if (complete) await sleep(500);
+    const result = {
+      relayCandidates: cands.filter((c) => c.type === 'relay').length,
+      candidates: cands,
+      gatheringComplete: complete,
+      gatheringState: pc.iceGatheringState,
+      candidateErrors: candErrors,
+      ms: Math.round(performance.now() - t0),
+    };
+    pc.close();
+    return result;
+  }
+
+  const pc1 = mk('pc1');
+  const pc2 = mk('pc2');
+  const cands = { pc1: [], pc2: [] };
+  // Trickle ICE inside the page, queueing until the other side has its remote description.
+  const link = (from, to, name) => {
+    const queue = [];
+    let ready = false;
+    from.onicecandidate = (e) => {
+      if (!e.candidate) return;
+      cands[name].push({ type: e.candidate.type, candidate: e.candidate.candidate });
+      if (ready) to.addIceCandidate(e.candidate).catch(() => {});
+      else queue.push(e.candidate);
+    };
+    return () => {
+      ready = true;
+      for (const c of queue.splice(0)) to.addIceCandidate(c).catch(() => {});
+    };
+  };
+  const flushTo2 = link(pc1, pc2, 'pc1');
+  const flushTo1 = link(pc2, pc1, 'pc2');
+  const dc1 = pc1.createDataChannel('e2e', { ordered: true });
+  const dc2p = new Promise((res) => (pc2.ondatachannel = (e) => res(e.channel)));
+  const connected = (pc) =>
+    new Promise((res, rej) => {
+      const check = () => {
+        if (pc.connectionState === 'connected') res();
+        if (pc.connectionState === 'failed') rej(new Error('connectionState failed'));
+      };
+      pc.addEventListener('connectionstatechange', check);
+      check();
+    });
+
+  const offer = await pc1.createOffer();
+  await pc1.setLocalDescription(offer);
+  await pc2.setRemoteDescription(offer);
+  flushTo2();
+  const answer = await pc2.createAnswer();
+  await pc2.setLocalDescription(answer);
+  await pc1.setRemoteDescription(answer);
+  flushTo1();
+
+  const out = { candidates: cands, candidateErrors: candErrors };
+  try {
+    await withTimeout(Promise.all([connected(pc1), connected(pc2)]), stepMs, 'both peer connections connected');
+    out.connectedMs = Math.round(performance.now() - t0);
+    const dc2 = await withTimeout(dc2p, stepMs, 'data channel on pc2');
+    if (dc1.readyState !== 'open') {
+      await withTimeout(new Promise((r) => (dc1.onopen = r)), stepMs, 'data channel open');
+    }
+    // pc2 answers every message with "echo:" + message; pc1 sends n at once.
+    dc2.onmessage = (e) => dc2.send(`echo:${e.data}`);
+    const got = [];
+    const received2 = [];
+    dc2.addEventListener('message', (e) => received2.push(e.data));
+    const all = new Promise((res) => {
+      dc1.onmessage = (e) => {
+        got.push(e.data);
+        if (got.length === n) res();
+      };
+    });
+    const msgs = Array.from({ length: n }, (_, i) => `dc-${i}-${'y'.repeat(i * 50)}`);
+    for (const m of msgs) dc1.send(m);
+    await withTimeout(all, stepMs, `${n} data channel echoes`);
+    out.sent = n;
+    out.receivedByPc2 = received2.length;
+    out.echoedToPc1 = got.length;
+    out.mismatches = msgs.map((m, i) => (got[i] === `echo:${m}` && received2[i] === m ? -1 : i)).filter((i) => i >= 0);
+  } catch (e) {
+    out.error = String(e);
+    out.connectionState = { pc1: pc1.connectionState, pc2: pc2.connectionState };
+    out.iceConnectionState = { pc1: pc1.iceConnectionState, pc2: pc2.iceConnectionState };
+  }
+
+  const selected = async (pc) => {
+    const stats = await pc.getStats();
+    const byId = new Map();
+    stats.forEach((r) => byId.set(r.id, r));
+    let pair = null;
+    stats.forEach((r) => {
+      if (r.type === 'transport' && r.selectedCandidatePairId) pair = byId.get(r.selectedCandidatePairId);
+    });
+    if (!pair) {
+      stats.forEach((r) => {
+        if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
+      });
+    }
+    if (!pair) return null;
+    const pick = (c) =>
+      c && {
+        candidateType: c.candidateType,
+        relayProtocol: c.relayProtocol ?? null,
+        protocol: c.protocol,
+        address: c.address,
+        port: c.port,
+        url: c.url ?? null,
+      };
+    return {
+      state: pair.state,
+      nominated: pair.nominated,
+      bytesSent: pair.bytesSent,
+      bytesReceived: pair.bytesReceived,
+      local: pick(byId.get(pair.localCandidateId)),
+      remote: pick(byId.get(pair.remoteCandidateId)),
+    };
+  };
+  out.selected = { pc1: await selected(pc1), pc2: await selected(pc2) };
+  out.ms = Math.round(performance.now() - t0);
+  pc1.close();
+  pc2.close();
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts
+// ---------------------------------------------------------------------------------------------
+
+function judgeWss(r, n) {
+  const problems = [];
+  if (!r.opened) problems.push(`websocket did not open (${JSON.stringify(r.openResult)}, events ${r.events})`);
+  else {
+    if (r.echoed !== n) problems.push(`echoed ${r.echoed}/${n}${r.echoErr ? ` (${r.echoErr})` : ''}`);
+    if (r.mismatches?.length) problems.push(`echo mismatch at ${r.mismatches}`);
+  }
+  return problems;
+}
+
+function judgeTurns(r, n) {
+  const problems = [];
+  if (r.error) problems.push(r.error);
+  if (r.error === undefined && r.echoedToPc1 !== n) problems.push(`echoed ${r.echoedToPc1}/${n}`);
+  if (r.mismatches?.length) problems.push(`data channel mismatch at ${r.mismatches}`);
+  for (const side of ['pc1', 'pc2']) {
+    const s = r.selected?.[side];
+    if (!s) {
+      problems.push(`${side}: no selected candidate pair`);
+      continue;
+    }
+    if (s.local?.candidateType !== 'relay') problems.push(`${side}: local candidateType ${s.local?.candidateType}`);
+    if (s.local?.relayProtocol !== 'tls') problems.push(`${side}: local relayProtocol ${s.local?.relayProtocol}`);
+  }
+  return problems;
+}
+
+async function main() {
+  const cfg = loadConfig();
+  const trustCa = cfg.scenario !== 'untrusted';
+  const { home, wrapper } = prepareHome(cfg, trustCa);
+  const summary = { scenario: cfg.scenario, ok: false, caImported: trustCa };
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: wrapper,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      env: {
+        ...process.env,
+        HOME: home,
+        XDG_CONFIG_HOME: join(home, '.config'),
+        XDG_CACHE_HOME: join(home, '.cache'),
+        XDG_DATA_HOME: join(home, '.local/share'),
+      },
+      timeout: 30000,
+    });
+    summary.browserVersion = browser.version();
+    // The page is a secure origin that the test itself serves (intercepted, no socket, so it
+    // works unchanged when the browser is in a network namespace), standing in for a web app on
+    // the public Internet. Chromium's Local Network Access checks block a public page's
+    // WebSocket/WebRTC to loopback or private addresses unless the origin holds the
+    // 'local-network-access' permission, which Playwright grants here as a user would; a real
+    // edge on a public address needs none of this.
+    const context = await browser.newContext();
+    await context.route(`${PAGE_ORIGIN}/**`, (route) =>
+      route.fulfill({ status: 200, contentType: 'text/html', body: PAGE_HTML }),
+    );
+    await context.grantPermissions(['local-network-access'], { origin: PAGE_ORIGIN });
+    const page = await context.newPage();
+    page.on('console', (m) => cfg.verbose && log(`console.${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => log(`pageerror: ${e}`));
+    await page.goto(`${PAGE_ORIGIN}/`);
+    summary.secureContext = await page.evaluate(() => window.isSecureContext);
+    if (cfg.verbose) log('argv:', readFileSync(join(home, 'chromium-argv.txt'), 'utf8').trim().split('\n').join(' '));
+    const n = cfg.messages;
+    const stepMs = cfg.stepTimeoutMs;
+    if (cfg.scenario === 'wss') {
+      summary.expected = `${n} WebSocket echoes through ${redact(cfg.wssUrl)}`;
+      const r = await page.evaluate(pageWss, { url: cfg.wssUrl, n, stepMs, expectFailure: false });
+      summary.wss = r;
+      summary.problems = judgeWss(r, n);
+    } else if (cfg.scenario === 'turns') {
+      summary.expected = `data channel over ${cfg.turn.urls} with relay-only ICE; selected local candidates relay/tls on both sides`;
+      const r = await page.evaluate(pageTurns, { turn: cfg.turn, n, stepMs, expectFailure: false });
+      summary.turns = r;
+      summary.problems = judgeTurns(r, n);
+    } else {
+      summary.expected = 'without the CA: no relay candidate from the TURN server and the WebSocket errors without opening (each probe that is configured)';
+      summary.problems = [];
+      // Run the two probes concurrently so the bounded waits overlap.
+      const [t, w] = await Promise.all([
+        cfg.turn?.urls
+          ? page.evaluate(pageTurns, {
+              turn: cfg.turn,
+              n,
+              stepMs,
+              expectFailure: true,
+              untrustedWaitMs: cfg.untrustedWaitMs,
+            })
+          : null,
+        cfg.wssUrl ? page.evaluate(pageWss, { url: cfg.wssUrl, n, stepMs, expectFailure: true }) : null,
+      ]);
+      if (t) {
+        summary.turns = t;
+        if (t.relayCandidates !== 0) summary.problems.push(`untrusted TURN server gave ${t.relayCandidates} relay candidate(s)`);
+      }
+      if (w) {
+        summary.wss = w;
+        if (w.opened) summary.problems.push('WebSocket to an untrusted server opened');
+      }
+    }
+    summary.ok = summary.problems.length === 0;
+  } catch (e) {
+    summary.ok = false;
+    summary.problems = [...(summary.problems ?? []), `harness error: ${e?.stack ?? e}`];
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    summary.elapsedMs = Date.now() - started;
+    if (cfg.keepTmp) summary.home = home;
+    else rmSync(home, { recursive: true, force: true });
+  }
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+  process.exitCode = summary.ok ? 0 : 1;
+}
+
+function redact(url) {
+  return String(url).replace(/ticket=[^&]*/, 'ticket=<redacted>');
+}
+
+main().catch((e) => {
+  process.stdout.write(`${JSON.stringify({ ok: false, problems: [`harness error: ${e?.stack ?? e}`] })}\n`);
+  process.exitCode = 2;
+});
