@@ -294,9 +294,28 @@ async function pageTurns({ turn, n, stepMs, expectFailure, untrustedWaitMs }) {
   await pc1.setRemoteDescription(answer);
   flushTo1();
 
+  // Fails fast when gathering finished without a relay candidate on either side (a refused
+  // TLS handshake or a wrong password ends gathering early; a blocked port does not, and then
+  // the bounded wait below decides).
+  const noRelay = new Promise((_, rej) => {
+    const t = setInterval(() => {
+      for (const [name, pc] of [['pc1', pc1], ['pc2', pc2]]) {
+        if (pc.iceGatheringState === 'complete' && !cands[name].some((c) => c.type === 'relay')) {
+          clearInterval(t);
+          rej(new Error(`${name}: ICE gathering complete without a relay candidate`));
+        }
+      }
+      if (pc1.connectionState === 'connected' && pc2.connectionState === 'connected') clearInterval(t);
+    }, 100);
+  });
+  noRelay.catch(() => {});
   const out = { candidates: cands, candidateErrors: candErrors };
   try {
-    await withTimeout(Promise.all([connected(pc1), connected(pc2)]), stepMs, 'both peer connections connected');
+    await withTimeout(
+      Promise.race([Promise.all([connected(pc1), connected(pc2)]), noRelay]),
+      stepMs,
+      'both peer connections connected',
+    );
     out.connectedMs = Math.round(performance.now() - t0);
     const dc2 = await withTimeout(dc2p, stepMs, 'data channel on pc2');
     if (dc1.readyState !== 'open') {

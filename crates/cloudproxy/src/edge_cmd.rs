@@ -76,6 +76,27 @@ pub struct EdgeArgs {
     /// Address clients reach this edge at [default: the listen or relay address].
     #[arg(long, value_name = "ADDR")]
     public_address: Option<String>,
+    /// TLS port: TURN-over-TLS and WSS signalling on one port [default: 443].
+    #[arg(long, value_name = "P")]
+    tls_port: Option<u16>,
+    /// TLS certificate chain (PEM); reloaded on SIGHUP or when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: serve TLS with a self-signed certificate made at start.
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Plain signalling port (WebSocket relay without TLS) [default: 4000]; 0 disables.
+    #[arg(long, value_name = "P")]
+    signal_port: Option<u16>,
+    /// Signalling ticket key KEY_ID:SECRET, for an edge without a control plane (repeatable).
+    #[arg(long = "ticket-key", value_name = "KEY_ID:SECRET")]
+    ticket_keys: Vec<SecretSpec>,
+    /// Expect a PROXY protocol v2 header on TCP ports (a load balancer is in front).
+    #[arg(long)]
+    proxy_protocol: bool,
 }
 
 impl EdgeArgs {
@@ -142,6 +163,21 @@ impl EdgeArgs {
         if self.public_address.is_some() {
             c.public_address = self.public_address;
         }
+        if let Some(v) = self.tls_port {
+            c.tls_port = v;
+        }
+        if self.tls_cert.is_some() {
+            c.tls_cert = self.tls_cert;
+            c.tls_key = self.tls_key;
+        }
+        c.tls_self_signed |= self.tls_self_signed;
+        if let Some(v) = self.signal_port {
+            c.signal_port = v;
+        }
+        if !self.ticket_keys.is_empty() {
+            c.ticket_keys = self.ticket_keys;
+        }
+        c.proxy_protocol |= self.proxy_protocol;
         c.validate()?;
         Ok(c)
     }

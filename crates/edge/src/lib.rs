@@ -11,6 +11,7 @@ pub mod front;
 pub mod proxy_protocol;
 mod registry;
 mod shard;
+pub mod signal;
 mod sockets;
 
 use std::net::{IpAddr, SocketAddr};

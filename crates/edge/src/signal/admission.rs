@@ -12,7 +12,10 @@ use super::{Refusal, SignalState};
 const MAX_HOST_LEN: usize = 253;
 
 /// Verifies the ticket (steps 1–2 of the module docs).
-pub(super) fn check_ticket(state: &SignalState, ticket: Option<&str>) -> Result<TicketClaims, Refusal> {
+pub(super) fn check_ticket(
+    state: &SignalState,
+    ticket: Option<&str>,
+) -> Result<TicketClaims, Refusal> {
     let ticket = match ticket {
         Some(t) if !t.is_empty() => t,
         _ => return Err(Refusal::unauthorized("missing ticket", false)),
@@ -68,17 +71,18 @@ pub(super) async fn resolve_checked(
     port: u16,
     deadline: Instant,
 ) -> Result<Vec<SocketAddr>, Refusal> {
-    let resolved = match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port)))
-        .await
-    {
-        Err(_) => {
-            return Err(Refusal::timeout("resolving the upstream timed out"));
-        }
-        Ok(Err(e)) => {
-            return Err(Refusal::unavailable("upstream does not resolve").with_detail(e.to_string()));
-        }
-        Ok(Ok(addrs)) => addrs,
-    };
+    let resolved =
+        match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
+            Err(_) => {
+                return Err(Refusal::timeout("resolving the upstream timed out"));
+            }
+            Ok(Err(e)) => {
+                return Err(
+                    Refusal::unavailable("upstream does not resolve").with_detail(e.to_string())
+                );
+            }
+            Ok(Ok(addrs)) => addrs,
+        };
     let mut checked: Vec<SocketAddr> = Vec::new();
     for addr in resolved {
         match state.policy.check(addr) {
@@ -88,10 +92,11 @@ pub(super) async fn resolve_checked(
                 }
             }
             Err(denied) => {
-                return Err(
-                    Refusal::forbidden(format!("upstream not allowed: {}", denied.reason()))
-                        .with_detail(format!("{addr}: {denied}")),
-                );
+                return Err(Refusal::forbidden(format!(
+                    "upstream not allowed: {}",
+                    denied.reason()
+                ))
+                .with_detail(format!("{addr}: {denied}")));
             }
         }
     }
@@ -107,9 +112,15 @@ mod tests {
 
     #[test]
     fn host_port_shapes() {
-        assert_eq!(split_host_port("rtn.example:443"), Some(("rtn.example", 443)));
+        assert_eq!(
+            split_host_port("rtn.example:443"),
+            Some(("rtn.example", 443))
+        );
         assert_eq!(split_host_port("10.1.2.3:9"), Some(("10.1.2.3", 9)));
-        assert_eq!(split_host_port("[2001:db8::1]:8443"), Some(("2001:db8::1", 8443)));
+        assert_eq!(
+            split_host_port("[2001:db8::1]:8443"),
+            Some(("2001:db8::1", 8443))
+        );
         for bad in [
             "",
             "rtn.example",

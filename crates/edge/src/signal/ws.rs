@@ -134,7 +134,10 @@ async fn admit_and_connect(
         .await
         .map_err(|rejection| Refusal {
             status: rejection.status(),
-            ..Refusal::bad_request(format!("not a WebSocket upgrade: {}", rejection.body_text()))
+            ..Refusal::bad_request(format!(
+                "not a WebSocket upgrade: {}",
+                rejection.body_text()
+            ))
         })?;
     let mut plan = Plan {
         upstream,
@@ -176,8 +179,9 @@ async fn connect(
     for addr in &plan.addrs {
         match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => {
-                return Err(Refusal::timeout("upstream connect timed out")
-                    .with_detail(format!("{addr}")));
+                return Err(
+                    Refusal::timeout("upstream connect timed out").with_detail(format!("{addr}"))
+                );
             }
             Ok(Err(e)) => last_error = format!("{addr}: {e}"),
             Ok(Ok(s)) => {
