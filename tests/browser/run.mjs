@@ -4,10 +4,13 @@
 // Scenarios:
 //   wss        new WebSocket(wssUrl): N messages (text and binary, small to 70 kB) sent at once,
 //              N echoes expected back in order (the upstream behind the relay is an echo server).
-//   turns      two RTCPeerConnections in one page, both with only the given `turns:` server and
-//              iceTransportPolicy 'relay'; a data channel; N messages each way; getStats: the
-//              selected pair's local candidate on both sides is candidateType 'relay' with
-//              relayProtocol 'tls'.
+//   turns      two RTCPeerConnections in one page, both with iceTransportPolicy 'relay': pc1 (the
+//              client) has only `turn`, pc2 (the far peer) has `peerTurn` (default: `turn`); a
+//              data channel; N messages each way; getStats: the selected pair's local candidate
+//              is candidateType 'relay' on both sides, with relayProtocol 'tls' for pc1 and the
+//              protocol of peerTurn's URL for pc2 (tls for turns:, else tcp/udp by transport).
+//              A TURN server that refuses to relay to its own relay addresses (our edge does)
+//              needs a second server for pc2: pass it as peerTurn.
 //   untrusted  the negative control: same browser set-up but the CA is NOT imported. Whichever
 //              of `turn` / `wssUrl` the config has must fail: no relay candidate within
 //              `untrustedWaitMs`, and the WebSocket errors without ever opening.
@@ -18,6 +21,7 @@
 //     "caFile": "/path/ca.pem",                    // required (imported except for untrusted)
 //     "wssUrl": "wss://127.0.0.1:443/ws?upstream=127.0.0.1:9000&ticket=...",
 //     "turn": { "urls": "turns:127.0.0.1:443?transport=tcp", "username": "u", "credential": "p" },
+//     "peerTurn": { ... same shape, optional: the far peer's only ICE server },
 //     // or instead of turn.urls: "edgeHost": "127.0.0.1", "edgePort": 443
 //     "chromium": "/usr/lib/chromium/chromium",    // the real binary, not Debian's /usr/bin wrapper
 //     "netns": null,                               // run the browser inside this network namespace
@@ -62,6 +66,7 @@ function loadConfig() {
   if (!cfg.caFile || !existsSync(cfg.caFile)) throw new Error(`caFile missing: ${cfg.caFile}`);
   if (cfg.scenario === 'wss' && !cfg.wssUrl) throw new Error('scenario wss needs wssUrl');
   if (cfg.scenario === 'turns' && !cfg.turn?.urls) throw new Error('scenario turns needs turn.urls');
+  if (cfg.peerTurn && !cfg.peerTurn.urls) throw new Error('peerTurn needs urls');
   if (cfg.scenario === 'untrusted' && !cfg.wssUrl && !cfg.turn?.urls) {
     throw new Error('scenario untrusted needs wssUrl and/or turn');
   }
@@ -211,15 +216,14 @@ async function pageWss({ url, n, stepMs, expectFailure }) {
   };
 }
 
-async function pageTurns({ turn, n, stepMs, expectFailure, untrustedWaitMs }) {
+async function pageTurns({ turn, peerTurn, n, stepMs, expectFailure, untrustedWaitMs }) {
   const t0 = performance.now();
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const withTimeout = (p, ms, what) =>
     Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`timeout: ${what}`)), ms))]);
-  const cfg = { iceServers: [turn], iceTransportPolicy: 'relay' };
   const candErrors = [];
-  const mk = (name) => {
-    const pc = new RTCPeerConnection(cfg);
+  const mk = (name, server) => {
+    const pc = new RTCPeerConnection({ iceServers: [server], iceTransportPolicy: 'relay' });
     pc.onicecandidateerror = (e) =>
       candErrors.push({ pc: name, url: e.url, errorCode: e.errorCode, errorText: e.errorText });
     return pc;
@@ -228,7 +232,7 @@ async function pageTurns({ turn, n, stepMs, expectFailure, untrustedWaitMs }) {
   if (expectFailure) {
     // Gather only: a TURN server whose certificate is not trusted yields no relay candidate (and
     // no error event either, so wait a bounded time).
-    const pc = mk('pc1');
+    const pc = mk('pc1', turn);
     const cands = [];
     let complete = false;
     pc.onicecandidate = (e) => {
@@ -253,8 +257,8 @@ async function pageTurns({ turn, n, stepMs, expectFailure, untrustedWaitMs }) {
     return result;
   }
 
-  const pc1 = mk('pc1');
-  const pc2 = mk('pc2');
+  const pc1 = mk('pc1', turn);
+  const pc2 = mk('pc2', peerTurn ?? turn);
   const cands = { pc1: [], pc2: [] };
   // Trickle ICE inside the page, queueing until the other side has its remote description.
   const link = (from, to, name) => {
@@ -398,7 +402,13 @@ function judgeWss(r, n) {
   return problems;
 }
 
-function judgeTurns(r, n) {
+function expectedRelayProtocol(url) {
+  if (url.startsWith('turns:')) return 'tls';
+  return /[?&]transport=tcp\b/.test(url) ? 'tcp' : 'udp';
+}
+
+function judgeTurns(r, n, cfg) {
+  const want = { pc1: 'tls', pc2: expectedRelayProtocol((cfg.peerTurn ?? cfg.turn).urls) };
   const problems = [];
   if (r.error) problems.push(r.error);
   if (r.error === undefined && r.echoedToPc1 !== n) problems.push(`echoed ${r.echoedToPc1}/${n}`);
@@ -410,7 +420,9 @@ function judgeTurns(r, n) {
       continue;
     }
     if (s.local?.candidateType !== 'relay') problems.push(`${side}: local candidateType ${s.local?.candidateType}`);
-    if (s.local?.relayProtocol !== 'tls') problems.push(`${side}: local relayProtocol ${s.local?.relayProtocol}`);
+    if (s.local?.relayProtocol !== want[side]) {
+      problems.push(`${side}: local relayProtocol ${s.local?.relayProtocol}, expected ${want[side]}`);
+    }
   }
   return problems;
 }
@@ -448,7 +460,13 @@ async function main() {
     );
     await context.grantPermissions(['local-network-access'], { origin: PAGE_ORIGIN });
     const page = await context.newPage();
-    page.on('console', (m) => cfg.verbose && log(`console.${m.type()}: ${m.text()}`));
+    // Console errors carry the browser's reason for a failed connection (net::ERR_..., HTTP
+    // status of a refused upgrade): keep them in the verdict.
+    summary.consoleErrors = [];
+    page.on('console', (m) => {
+      if (cfg.verbose) log(`console.${m.type()}: ${m.text()}`);
+      if (m.type() === 'error' && summary.consoleErrors.length < 20) summary.consoleErrors.push(redact(m.text()));
+    });
     page.on('pageerror', (e) => log(`pageerror: ${e}`));
     await page.goto(`${PAGE_ORIGIN}/`);
     summary.secureContext = await page.evaluate(() => window.isSecureContext);
@@ -461,10 +479,19 @@ async function main() {
       summary.wss = r;
       summary.problems = judgeWss(r, n);
     } else if (cfg.scenario === 'turns') {
-      summary.expected = `data channel over ${cfg.turn.urls} with relay-only ICE; selected local candidates relay/tls on both sides`;
-      const r = await page.evaluate(pageTurns, { turn: cfg.turn, n, stepMs, expectFailure: false });
+      const peerUrl = (cfg.peerTurn ?? cfg.turn).urls;
+      summary.expected =
+        `data channel between a relay-only client on ${cfg.turn.urls} (selected local candidate relay/tls) ` +
+        `and a relay-only peer on ${peerUrl} (relay/${expectedRelayProtocol(peerUrl)})`;
+      const r = await page.evaluate(pageTurns, {
+        turn: cfg.turn,
+        peerTurn: cfg.peerTurn ?? null,
+        n,
+        stepMs,
+        expectFailure: false,
+      });
       summary.turns = r;
-      summary.problems = judgeTurns(r, n);
+      summary.problems = judgeTurns(r, n, cfg);
     } else {
       summary.expected = 'without the CA: no relay candidate from the TURN server and the WebSocket errors without opening (each probe that is configured)';
       summary.problems = [];
@@ -504,8 +531,8 @@ async function main() {
   process.exitCode = summary.ok ? 0 : 1;
 }
 
-function redact(url) {
-  return String(url).replace(/ticket=[^&]*/, 'ticket=<redacted>');
+function redact(text) {
+  return String(text).replace(/ticket=[^&'"\s]*/g, 'ticket=<redacted>');
 }
 
 main().catch((e) => {

@@ -364,11 +364,40 @@ impl Drop for Edge {
 /// The signalling service, when this edge can admit relays (it has ticket keys, or a control
 /// plane that will send them).
 fn signal_router(
-    _cfg: &EdgeConfig,
-    _policy: &PeerPolicy,
-    _tickets: &auth::TicketKeys,
+    cfg: &EdgeConfig,
+    policy: &PeerPolicy,
+    tickets: &auth::TicketKeys,
 ) -> Result<Option<axum::Router>, String> {
-    Ok(None)
+    let control = match &cfg.control {
+        Some(url) => {
+            let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
+            if let Some(ca) = &cfg.control_ca {
+                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+                b = b.add_root_certificate(
+                    reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?,
+                );
+            }
+            Some((
+                url.trim_end_matches('/').to_owned(),
+                b.build().map_err(|e| e.to_string())?,
+            ))
+        }
+        None => None,
+    };
+    let state = signal::SignalState {
+        tickets: tickets.clone(),
+        policy: policy.clone(),
+        control,
+        connect_timeout: std::time::Duration::from_secs(5),
+        idle_timeout: std::time::Duration::from_secs(cfg.idle_timeout_secs),
+        max_frame_bytes: 1 << 20,
+        now_unix: signal_now,
+    };
+    Ok(Some(signal::router(Arc::new(state))))
+}
+
+fn signal_now() -> u64 {
+    shard::wall_clock().1
 }
 
 fn build_policy(

@@ -27,10 +27,13 @@
 //!      status the client can act on, not a WebSocket that opens and dies.
 //!
 //!   The relay connects to the addresses that passed the policy, never re-resolving the name
-//!   (no DNS rebinding between check and use). See [`relay`] for what happens after the upgrade.
+//!   (no DNS rebinding between check and use). Once upgraded, text, binary and close frames
+//!   flow both ways, each awaited before the next is read (backpressure, no queues); pings are
+//!   answered by the edge; `idle_timeout` and `max_frame_bytes` end a relay (details in
+//!   `signal/relay.rs`).
 //! - `POST /v1/proxy` and `DELETE /v1/proxy/{session}` — forwarded to the control plane's same
 //!   paths, so a client that can only reach the edge still gets its proxy info (and its first
-//!   ticket: these routes need none). See [`forward`].
+//!   ticket: these routes need none); details in `signal/forward.rs`.
 //! - Anything else: **404**.
 //!
 //! Every refusal is answered with `{"code", "message", "retryable"}` (codes `UNAUTHORIZED`,
@@ -71,7 +74,8 @@ pub struct SignalState {
     /// Upstream connect budget: name resolution, TCP connect and the upstream WebSocket
     /// handshake together (→ 504 when exceeded).
     pub connect_timeout: Duration,
-    /// A relay with no frames either way for this long is closed.
+    /// A relay with no frames either way (pings included) for this long is closed with 1000
+    /// "idle timeout". Zero disables it.
     pub idle_timeout: Duration,
     /// Largest frame (and message) relayed, either way, e.g. 1 MiB; a larger one closes the
     /// relay (close code 1009 to the side that sent it).
@@ -146,7 +150,7 @@ impl Refusal {
     fn log(&self, what: &str, client: &Client, target: &str) {
         info!(
             client = %client,
-            target,
+            requested = target,
             status = self.status.as_u16(),
             code = self.code,
             reason = %self.message,
