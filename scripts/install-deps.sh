@@ -7,6 +7,7 @@
 #   nftables   `nft -c` checks and applies the rendered whitelists
 #   iptables   the rendered iptables whitelist is applied for real in a namespace
 #   cargo-fuzz builds the fuzz targets (with the machine's nightly toolchain)
+#   chromium, libnss3-tools, playwright-core (npm): tests/browser/setup.sh
 set -euo pipefail
 
 need=()
@@ -20,6 +21,9 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Chromium, the NSS tools (to trust a test CA) and playwright-core for the browser tests.
+bash "$(cd "$(dirname "$0")/.." && pwd)/tests/browser/setup.sh"
+
 # Debian's coturn package may start a turnserver that would hold port 3478: stop it.
 if pgrep -x turnserver >/dev/null 2>&1; then
     pkill -x turnserver || true

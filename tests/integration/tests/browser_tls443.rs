@@ -350,7 +350,6 @@ async fn browser_turns_over_tls443_relays_with_verified_certificate() {
 
     drop(edge_a);
     drop(edge_b);
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,15 +398,30 @@ async fn browser_wss_over_tls443_relays_to_upstream_with_verified_certificate() 
     assert_eq!(echoed.load(Ordering::SeqCst), before, "{v}");
 
     drop(edge);
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
-fn tempdir(tag: &str) -> PathBuf {
+/// A temporary directory removed on drop, also when the test panics.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "cloudproxy-browser-tls443-{tag}-{}-{:x}",
         std::process::id(),
         random_u64()
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    TempDir(dir)
 }
