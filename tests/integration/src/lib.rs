@@ -1,4 +1,8 @@
 //! Shared helpers for the cross-crate tests.
+//!
+//! Listener ports come from [`free_ports`] (the kernel's ephemeral range, 32768-60999 on
+//! Linux); relay port ranges in tests sit above it (61000-65535), each test file its own
+//! slice, so an edge's relay range never overlaps its own listeners.
 
 use std::net::{TcpListener, UdpSocket};
 

@@ -52,8 +52,8 @@ const MESSAGES: u64 = 20;
 /// Relay ports of every edge here (bound on the edge's own loopback address, so they collide
 /// with nothing else).
 const RELAY_PORTS: PortRange = PortRange {
-    first: 42000,
-    last: 42999,
+    first: 61500,
+    last: 61999,
 };
 /// Longest a whole `node run.mjs` may take (its own waits are bounded at 15 s each).
 const BROWSER_DEADLINE: Duration = Duration::from_secs(90);

@@ -40,8 +40,8 @@ fn edge_cfg(udp: u16, tcp: u16) -> EdgeConfig {
             last: tcp,
         },
         relay_ports: PortRange {
-            first: 47000,
-            last: 47999,
+            first: 62000,
+            last: 62499,
         },
         dangerous_allow_loopback_peers: true,
         ..EdgeConfig::default()

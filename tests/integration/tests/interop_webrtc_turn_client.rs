@@ -37,8 +37,8 @@ const REST_SECRET: &str = "interop-webrtc-secret";
 /// Relay ports for every edge in this file. Each test runs its own edge; they may share the
 /// range because the edge picks a random port in it and skips ports in use.
 const RELAY_PORTS: PortRange = PortRange {
-    first: 40000,
-    last: 40999,
+    first: 61000,
+    last: 61499,
 };
 /// Bound on any single step (a datagram to arrive, an allocation to finish).
 const STEP: Duration = Duration::from_secs(5);

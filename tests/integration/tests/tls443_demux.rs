@@ -43,8 +43,8 @@ fn setup(tweak: impl FnOnce(&mut EdgeConfig)) -> Setup {
         tls_key: Some(key),
         signal_port: 0,
         relay_ports: PortRange {
-            first: 44000,
-            last: 44999,
+            first: 64000,
+            last: 64499,
         },
         users: vec![UserSpec {
             name: "tess".into(),

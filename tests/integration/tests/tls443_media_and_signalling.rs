@@ -126,8 +126,8 @@ async fn turn_tls_and_wss_share_one_listener_at_the_same_time() {
             secret: TICKET_SECRET.into(),
         }],
         relay_ports: PortRange {
-            first: 43000,
-            last: 43999,
+            first: 64500,
+            last: 64999,
         },
         users: vec![UserSpec {
             name: "tess".into(),

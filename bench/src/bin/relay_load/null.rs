@@ -1,0 +1,211 @@
+//! The "null relay": what a TURN relay costs when it does nothing but move datagrams. Same
+//! socket topology as a TURN server (one listening socket that clients send to, one relay
+//! socket per client that talks to the peer), no TURN framing, no authentication, no
+//! permission checks: recvmmsg on one side, a hash-map lookup by source address, sendmmsg on
+//! the other. Its packet rate on a machine is the kernel's limit for this topology there.
+//!
+//! Each thread owns an SO_REUSEPORT listener on the same port (the kernel spreads clients by
+//! 4-tuple hash) and the relay sockets of the clients that reached it, like the edge's shards.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::peer::{bound_udp, current_tid};
+use crate::sys::{to_storage, Epoll, RecvBatch, SendBatch, BATCH};
+
+/// Forwarded datagram counters (once per batch).
+#[derive(Default)]
+pub struct NullStats {
+    pub to_peer: AtomicU64,
+    pub to_client: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+pub struct NullRelay {
+    pub addr: SocketAddr,
+    pub stats: Arc<NullStats>,
+    pub tids: Arc<Mutex<Vec<u32>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl NullRelay {
+    /// Starts `threads` forwarders listening on `bind` and relaying to `peer`.
+    pub fn start(bind: SocketAddr, peer: SocketAddr, threads: usize) -> io::Result<Self> {
+        let first = bound_udp(bind, true)?;
+        let addr = first
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("no local address"))?;
+        let mut listeners = vec![first];
+        for _ in 1..threads.max(1) {
+            listeners.push(bound_udp(addr, true)?);
+        }
+        let stats = Arc::new(NullStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let tids = Arc::new(Mutex::new(Vec::new()));
+        let mut handles = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let l: UdpSocket = l.into();
+            let (stats, stop, tids) = (stats.clone(), stop.clone(), tids.clone());
+            let relay_ip = bind.ip();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("null-relay-{i}"))
+                    .spawn(move || {
+                        tids.lock().unwrap().push(current_tid());
+                        if let Err(e) = forward_loop(l, relay_ip, peer, &stats, &stop) {
+                            eprintln!("null relay thread {i}: {e}");
+                        }
+                    })?,
+            );
+        }
+        Ok(Self {
+            addr,
+            stats,
+            tids,
+            stop,
+            threads: handles,
+        })
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Relay {
+    sock: UdpSocket,
+    client: (libc::sockaddr_storage, libc::socklen_t),
+}
+
+const LISTENER: u64 = u64::MAX;
+
+fn forward_loop(
+    listener: UdpSocket,
+    relay_ip: std::net::IpAddr,
+    peer: SocketAddr,
+    stats: &NullStats,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    let mut ep = Epoll::new(256)?;
+    let lfd = listener.as_raw_fd();
+    ep.add(lfd, LISTENER, false)?;
+    let mut by_client: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut relays: Vec<Relay> = Vec::new();
+    let mut rx = RecvBatch::new(9216);
+    let mut tx = SendBatch::new(9216);
+    let mut ready = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        ep.wait(50, &mut ready)?;
+        for &(token, readable, _) in &ready {
+            if !readable {
+                continue;
+            }
+            if token == LISTENER {
+                // Client -> peer: group consecutive datagrams of one client into one sendmmsg.
+                loop {
+                    let n = match rx.recv(lfd, BATCH, libc::MSG_DONTWAIT) {
+                        Ok(n) => n,
+                        Err(_) => break,
+                    };
+                    let mut current: Option<usize> = None;
+                    tx.clear();
+                    for i in 0..n {
+                        let Some(src) = rx.addr(i) else { continue };
+                        let r = match by_client.get(&src) {
+                            Some(&r) => r,
+                            None => {
+                                let sock = UdpSocket::bind(SocketAddr::new(relay_ip, 0))?;
+                                sock.connect(peer)?;
+                                sock.set_nonblocking(true)?;
+                                let r = relays.len();
+                                ep.add(sock.as_raw_fd(), r as u64, false)?;
+                                relays.push(Relay {
+                                    sock,
+                                    client: to_storage(&src),
+                                });
+                                by_client.insert(src, r);
+                                r
+                            }
+                        };
+                        if current.is_some_and(|c| c != r) {
+                            flush(
+                                &mut tx,
+                                relays[current.unwrap()].sock.as_raw_fd(),
+                                stats,
+                                true,
+                            );
+                        }
+                        current = Some(r);
+                        tx.push(rx.packet(i), None);
+                    }
+                    if let Some(c) = current {
+                        flush(&mut tx, relays[c].sock.as_raw_fd(), stats, true);
+                    }
+                    if n < BATCH {
+                        break;
+                    }
+                }
+            } else {
+                // Peer -> client, through the listener.
+                let r = &relays[token as usize];
+                let fd = r.sock.as_raw_fd();
+                loop {
+                    let n = match rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
+                        Ok(n) => n,
+                        Err(_) => break,
+                    };
+                    tx.clear();
+                    for i in 0..n {
+                        tx.push(rx.packet(i), Some((&r.client.0, r.client.1)));
+                    }
+                    flush(&mut tx, lfd, stats, false);
+                    if n < BATCH {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn flush(tx: &mut SendBatch, fd: i32, stats: &NullStats, to_peer: bool) {
+    let n = tx.len();
+    let mut done = 0;
+    let mut sent = 0;
+    let mut tries = 0;
+    while done < n && tries < 3 {
+        match tx.send(fd, done) {
+            Ok(k) => {
+                done += k;
+                sent += k;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            Err(_) => done += 1,
+        }
+    }
+    let counter = if to_peer {
+        &stats.to_peer
+    } else {
+        &stats.to_client
+    };
+    counter.fetch_add(sent as u64, Ordering::Relaxed);
+    stats
+        .dropped
+        .fetch_add((n - sent) as u64, Ordering::Relaxed);
+    tx.clear();
+}

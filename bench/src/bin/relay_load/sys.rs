@@ -1,0 +1,400 @@
+//! The only `unsafe` in the load generator: batched datagram I/O (recvmmsg, sendmmsg), epoll,
+//! and sockaddr conversion. Everything else uses safe std/socket2 APIs.
+//!
+//! The batch structs own their buffers; the kernel headers (`mmsghdr`, `iovec`) that point
+//! into those buffers are rebuilt immediately before every system call, so no raw pointer
+//! outlives the `&mut self` borrow it was taken under.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// Most datagrams one recvmmsg/sendmmsg call moves.
+pub const BATCH: usize = 64;
+
+/// Converts a socket address to the kernel's form.
+pub fn to_storage(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
+            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in, sin) };
+            (ss, mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
+            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            (ss, mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        }
+    }
+}
+
+/// Converts the kernel's form back; `None` for families other than IPv4/IPv6.
+pub fn from_storage(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Up to [`BATCH`] receive buffers of `cap` bytes each, filled by one recvmmsg.
+pub struct RecvBatch {
+    cap: usize,
+    buf: Vec<u8>,
+    lens: [usize; BATCH],
+    addrs: Vec<libc::sockaddr_storage>,
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    n: usize,
+}
+
+impl RecvBatch {
+    /// Buffers of `cap` bytes each.
+    pub fn new(cap: usize) -> Self {
+        // SAFETY: plain old data, all-zero is valid (null pointers are overwritten before use).
+        let zero_ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+        Self {
+            cap,
+            buf: vec![0u8; cap * BATCH],
+            lens: [0; BATCH],
+            addrs: vec![zero_ss; BATCH],
+            iov: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ],
+            hdrs: vec![zero_hdr; BATCH],
+            n: 0,
+        }
+    }
+
+    /// Receives up to `max` datagrams. `Ok(0)` never happens for a blocking call; a
+    /// non-blocking socket with nothing queued gives `WouldBlock`.
+    pub fn recv(&mut self, fd: RawFd, max: usize, flags: libc::c_int) -> io::Result<usize> {
+        let max = max.clamp(1, BATCH);
+        let base = self.buf.as_mut_ptr();
+        for i in 0..max {
+            self.iov[i] = libc::iovec {
+                // SAFETY: i * cap is within the buffer (it holds BATCH * cap bytes).
+                iov_base: unsafe { base.add(i * self.cap) } as *mut libc::c_void,
+                iov_len: self.cap,
+            };
+            let h = &mut self.hdrs[i];
+            h.msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = &mut self.iov[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: hdrs[..max] point into self.buf / self.addrs / self.iov, all alive and not
+        // otherwise borrowed for the duration of the call; the kernel writes within the given
+        // lengths only.
+        let rc = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                max as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            self.n = 0;
+            return Err(io::Error::last_os_error());
+        }
+        self.n = rc as usize;
+        for i in 0..self.n {
+            self.lens[i] = (self.hdrs[i].msg_len as usize).min(self.cap);
+        }
+        Ok(self.n)
+    }
+
+    /// Datagrams received by the last call.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Datagram `i` of the last call.
+    pub fn packet(&self, i: usize) -> &[u8] {
+        &self.buf[i * self.cap..i * self.cap + self.lens[i]]
+    }
+
+    /// Datagram `i`, mutable (to echo it back in place).
+    pub fn packet_mut(&mut self, i: usize) -> &mut [u8] {
+        let len = self.lens[i];
+        &mut self.buf[i * self.cap..i * self.cap + len]
+    }
+
+    /// Source address of datagram `i`, in kernel form.
+    pub fn raw_addr(&self, i: usize) -> &libc::sockaddr_storage {
+        &self.addrs[i]
+    }
+
+    /// Source address of datagram `i`.
+    pub fn addr(&self, i: usize) -> Option<SocketAddr> {
+        from_storage(&self.addrs[i])
+    }
+}
+
+/// Up to [`BATCH`] outgoing datagrams, written in place and sent by one sendmmsg.
+pub struct SendBatch {
+    cap: usize,
+    buf: Vec<u8>,
+    lens: [usize; BATCH],
+    addrs: Vec<libc::sockaddr_storage>,
+    addr_lens: [libc::socklen_t; BATCH],
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    n: usize,
+}
+
+impl SendBatch {
+    /// Slots of `cap` bytes each.
+    pub fn new(cap: usize) -> Self {
+        // SAFETY: plain old data, all-zero is valid (null pointers are overwritten before use).
+        let zero_ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+        Self {
+            cap,
+            buf: vec![0u8; cap * BATCH],
+            lens: [0; BATCH],
+            addrs: vec![zero_ss; BATCH],
+            addr_lens: [0; BATCH],
+            iov: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ],
+            hdrs: vec![zero_hdr; BATCH],
+            n: 0,
+        }
+    }
+
+    /// Queued datagrams.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether no more datagrams fit.
+    pub fn is_full(&self) -> bool {
+        self.n == BATCH
+    }
+
+    /// Forgets queued datagrams.
+    pub fn clear(&mut self) {
+        self.n = 0;
+    }
+
+    /// The full slot for the next datagram (write into it, then [`SendBatch::commit`]).
+    pub fn next_slot(&mut self) -> &mut [u8] {
+        let i = self.n;
+        &mut self.buf[i * self.cap..(i + 1) * self.cap]
+    }
+
+    /// Queues the next slot's first `len` bytes, to `to` (kernel form) or, with `None`, to
+    /// the connected peer.
+    pub fn commit(&mut self, len: usize, to: Option<(&libc::sockaddr_storage, libc::socklen_t)>) {
+        let i = self.n;
+        self.lens[i] = len.min(self.cap);
+        match to {
+            Some((ss, l)) => {
+                self.addrs[i] = *ss;
+                self.addr_lens[i] = l;
+            }
+            None => self.addr_lens[i] = 0,
+        }
+        self.n += 1;
+    }
+
+    /// Copies `data` into the next slot and queues it.
+    pub fn push(&mut self, data: &[u8], to: Option<(&libc::sockaddr_storage, libc::socklen_t)>) {
+        let n = data.len().min(self.cap);
+        self.next_slot()[..n].copy_from_slice(&data[..n]);
+        self.commit(n, to);
+    }
+
+    /// Sends the queued datagrams from `skip` on; returns how many the kernel took (fewer
+    /// than queued when the socket buffer filled: the caller may retry the rest later or
+    /// drop them). `WouldBlock` when it took none.
+    pub fn send(&mut self, fd: RawFd, skip: usize) -> io::Result<usize> {
+        if skip >= self.n {
+            return Ok(0);
+        }
+        let base = self.buf.as_mut_ptr();
+        for i in skip..self.n {
+            self.iov[i] = libc::iovec {
+                // SAFETY: i * cap is within the buffer (it holds BATCH * cap bytes).
+                iov_base: unsafe { base.add(i * self.cap) } as *mut libc::c_void,
+                iov_len: self.lens[i],
+            };
+            let h = &mut self.hdrs[i];
+            if self.addr_lens[i] == 0 {
+                h.msg_hdr.msg_name = std::ptr::null_mut();
+                h.msg_hdr.msg_namelen = 0;
+            } else {
+                h.msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
+                h.msg_hdr.msg_namelen = self.addr_lens[i];
+            }
+            h.msg_hdr.msg_iov = &mut self.iov[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: hdrs[skip..n] point into self.buf / self.addrs / self.iov, alive and not
+        // otherwise borrowed for the duration of the call; the kernel only reads them.
+        let rc = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.hdrs.as_mut_ptr().add(skip),
+                (self.n - skip) as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc as usize)
+    }
+}
+
+/// A minimal level-triggered epoll set keyed by `u64` tokens.
+pub struct Epoll {
+    fd: RawFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    /// A new epoll instance with room for `cap` events per wait.
+    pub fn new(cap: usize) -> io::Result<Self> {
+        // SAFETY: plain system call; the fd is owned by the returned value and closed on drop.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; cap.max(1)],
+        })
+    }
+
+    /// Watches `fd` for readability (and writability with `write`).
+    pub fn add(&self, fd: RawFd, token: u64, write: bool) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, write)
+    }
+
+    /// Changes what `fd` is watched for.
+    pub fn modify(&self, fd: RawFd, token: u64, write: bool) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, write)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, write: bool) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | if write { libc::EPOLLOUT } else { 0 }) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        let rc = unsafe { libc::epoll_ctl(self.fd, op, fd, &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever) and returns the ready `(token, readable,
+    /// writable)` triples.
+    pub fn wait(&mut self, timeout_ms: i32, out: &mut Vec<(u64, bool, bool)>) -> io::Result<()> {
+        out.clear();
+        // SAFETY: `events` has `len` initialised slots the kernel may overwrite.
+        let rc = unsafe {
+            libc::epoll_wait(
+                self.fd,
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                timeout_ms,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        for ev in &self.events[..rc as usize] {
+            let bits = ev.events;
+            let token = ev.u64;
+            let err = bits & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+            out.push((
+                token,
+                bits & libc::EPOLLIN as u32 != 0 || err,
+                bits & libc::EPOLLOUT as u32 != 0 || err,
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Clock ticks per second for /proc CPU times.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: plain system call without pointers.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
