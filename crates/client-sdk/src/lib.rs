@@ -1,0 +1,48 @@
+//! The cloudproxy Rust SDK (ARCHITECTURE §5).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), client_sdk::SdkError> {
+//! use client_sdk::{Client, ClientConfig, Event};
+//!
+//! let client = Client::new(ClientConfig {
+//!     control_url: "https://proxy-control.example".into(),
+//!     ..Default::default()
+//! })?;
+//! let mut events = client.events();
+//! client.start_proxy_server(Some(5))?; // TLS 443 only; None or Some(3) = UDP
+//! let info = client.join("my-app-id", "room", "<join token>", "alice").await?;
+//! println!("ICE servers: {:?}", info.ice_servers());
+//! while let Ok(ev) = events.try_recv() {
+//!     if let Event::IsUsingCloudProxy { using, transport } = ev {
+//!         println!("cloud proxy in use: {using} over {transport:?}");
+//!     }
+//! }
+//! client.leave().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`rules`]: the call rules (modes, only while disconnected, mutual exclusion, stop turns
+//!   everything off) as a pure state machine.
+//! - [`Client::join`] with the cloud proxy asks the control plane (`POST /v1/proxy`), maps each
+//!   refusal to its own [`JoinError`], then probes the offered edges in order on the mode's
+//!   transport (STUN Binding over UDP, TCP, or TLS with ALPN `stun.turn`) and uses the first
+//!   that answers; [`JoinError::EdgeUnreachable`] says what was tried.
+//!
+//! This crate never links the credential-minting code: it only carries what the control plane
+//! hands out.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod control;
+mod error;
+pub mod probe;
+pub mod rules;
+mod tls;
+
+pub use client::{Client, CloudProxySession, Event, JoinInfo, Route, JOIN_CANCELLED};
+pub use config::{ClientConfig, ProxyServer, TurnServer};
+pub use control_api::{EdgeOffer, IceServer, TransportMode, TurnCredential};
+pub use error::{JoinError, SdkError};
+pub use rules::{ConnectionState, ProxySetting};
