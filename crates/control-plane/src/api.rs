@@ -503,6 +503,7 @@ pub async fn promote_app(
 
 /// Query of the whitelist route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WhitelistQuery {
     /// table (default), csv, json, nftables or iptables.
     pub format: Option<WhitelistFormat>,

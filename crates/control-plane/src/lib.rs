@@ -254,9 +254,20 @@ pub(crate) async fn rotate(store: &Arc<dyn Store>) -> Result<(String, String), S
 pub fn router(state: Shared) -> Router {
     let limit = state.cfg.max_body_bytes;
     let timeout = Duration::from_secs(state.cfg.request_timeout_secs);
-    Router::new()
+    // The public proxy-info routes are called by web pages served from the app's own origin:
+    // they answer CORS preflights for any origin (they need no cookies; the join token is the
+    // credential). The admin and edge APIs send no CORS headers, so browsers cannot call them
+    // cross-origin.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([axum::http::Method::POST, axum::http::Method::DELETE])
+        .allow_headers([axum::http::header::CONTENT_TYPE]);
+    let public = Router::new()
         .route("/v1/proxy", post(api::proxy))
         .route("/v1/proxy/{session}", delete(api::release))
+        .layer(cors);
+    Router::new()
+        .merge(public)
         .route("/v1/edges/heartbeat", post(api::heartbeat))
         .route("/v1/admin/apps", post(api::create_app).get(api::list_apps))
         .route(

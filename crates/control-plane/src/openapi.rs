@@ -32,7 +32,7 @@ impl Modify for Security {
         api::app_whitelist, api::app_usage, api::list_edges, api::drain_edge, api::rotate_secrets,
         api::healthz, api::metrics,
     ),
-    components(schemas(control_api::ErrorCode, control_api::TransportMode)),
+    components(schemas(control_api::ErrorCode, control_api::TransportMode, control_api::WhitelistFormat)),
     modifiers(&Security)
 )]
 pub struct ApiDoc;

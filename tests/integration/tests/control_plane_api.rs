@@ -701,3 +701,23 @@ async fn openapi_document_is_served_and_kept_in_the_repo() {
         .expect("docs/openapi.json (regenerate with UPDATE_OPENAPI=1)");
     assert_eq!(kept, served, "docs/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test -p integration-tests --test control_plane_api");
 }
+
+#[tokio::test]
+async fn browsers_may_call_the_proxy_info_routes_cross_origin_but_not_the_admin_api() {
+    let t = TestControl::start(|_| {}).await;
+    let preflight = |path: &str, method: &str| {
+        t.http
+            .request(Method::OPTIONS, format!("{}{path}", t.base))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let r = preflight("/v1/proxy", "POST").await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap()), Some("*"));
+    let r = preflight("/v1/proxy/abc", "DELETE").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_some());
+    let r = preflight("/v1/admin/apps", "POST").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none(), "the admin API is not open to browsers");
+}
