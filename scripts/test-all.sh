@@ -33,6 +33,10 @@ step "web SDK: install, build, type checks and unit tests"
 step "benchmark smoke runs (small and unoptimised: they prove the tools run, not speed)"
 cargo run --locked -q -p bench --bin proxy_info -- --requests 300 --concurrency 8 --seconds 60
 
+step "relay benchmark smoke: our edge vs coturn vs the null relay at a tenth of the size (no timing assertions)"
+cargo build --release --locked -q -p bench -p cloudproxy
+bash bench/compare.sh --smoke
+
 step "fuzz targets build, and a 20 s smoke run each"
 bash fuzz/run.sh 20
 

@@ -73,6 +73,9 @@ pub(crate) struct Shard {
     relays: RefCell<HashMap<SocketAddr, Relay>>,
     tcp_clients: RefCell<HashMap<FiveTuple, (mpsc::Sender<ClientCmd>, AbortHandle)>>,
     peer_conns: RefCell<HashMap<u32, PeerConn>>,
+    /// The buffer every UDP relay socket of this shard reads into (with headroom for the
+    /// ChannelData or Data indication header).
+    peer_buf: RefCell<Vec<u8>>,
     /// Relay ports held for RESERVATION-TOKENs, not read until claimed.
     held: RefCell<HashMap<SocketAddr, std::net::UdpSocket>>,
     front: Front,
@@ -132,6 +135,7 @@ impl Shard {
             tcp_clients: RefCell::new(HashMap::new()),
             peer_conns: RefCell::new(HashMap::new()),
             held: RefCell::new(HashMap::new()),
+            peer_buf: RefCell::new(vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM]),
             front,
             plan,
             wake: Notify::new(),
@@ -386,24 +390,35 @@ async fn udp_listener_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, local: SocketA
     }
 }
 
+/// Reads a relay socket into the shard's one peer buffer: a 64 KiB buffer per allocation
+/// would cost 64 KiB of memory per allocation. The buffer is borrowed only between a
+/// readiness wake-up and the end of the non-blocking reads, never across an `.await`.
 async fn udp_relay_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, relay: SocketAddr) {
-    let mut buf = vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM];
     loop {
-        let (n, peer) = match sock
-            .recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM])
-            .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                debug!(error = %e, %relay, "relay recv error");
-                continue;
-            }
-        };
-        let fwd = shard
-            .server
-            .borrow_mut()
-            .handle_peer(Instant::now(), relay, peer, &mut buf, n);
-        shard.forward(fwd, &buf);
+        if let Err(e) = sock.readable().await {
+            debug!(error = %e, %relay, "relay socket failed");
+            return;
+        }
+        // Bounded so one busy peer cannot starve the shard's other sockets.
+        for _ in 0..64 {
+            let mut buf = shard.peer_buf.borrow_mut();
+            let (n, peer) =
+                match sock.try_recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM]) {
+                    Ok(x) => x,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        debug!(error = %e, %relay, "relay recv error");
+                        break;
+                    }
+                };
+            let fwd =
+                shard
+                    .server
+                    .borrow_mut()
+                    .handle_peer(Instant::now(), relay, peer, &mut buf, n);
+            shard.forward(fwd, &buf);
+        }
+        tokio::task::yield_now().await;
     }
 }
 

@@ -715,9 +715,17 @@ async fn browsers_may_call_the_proxy_info_routes_cross_origin_but_not_the_admin_
     };
     let r = preflight("/v1/proxy", "POST").await.unwrap();
     assert!(r.status().is_success(), "{}", r.status());
-    assert_eq!(r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap()), Some("*"));
+    assert_eq!(
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("*")
+    );
     let r = preflight("/v1/proxy/abc", "DELETE").await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_some());
     let r = preflight("/v1/admin/apps", "POST").await.unwrap();
-    assert!(r.headers().get("access-control-allow-origin").is_none(), "the admin API is not open to browsers");
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "the admin API is not open to browsers"
+    );
 }

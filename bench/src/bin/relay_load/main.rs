@@ -12,6 +12,8 @@
 //!
 //! See bench/README.md for what each number means.
 
+#![recursion_limit = "256"]
+
 mod hist;
 mod null;
 mod peer;
@@ -32,7 +34,7 @@ use turn_proto::codec::{attr, frame_len, long_term_key, Class, TransactionId};
 
 use hist::Hist;
 use proto::{Auth, Framing, Incoming, Template};
-use sys::{Epoll, RecvBatch, SendBatch, BATCH};
+use sys::{Epoll, RecvBatch, SendBatch, BATCH, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 enum TransportArg {
@@ -91,9 +93,9 @@ struct Args {
     /// Measured seconds of traffic (after --warmup). 0: allocate only.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Seconds of traffic before measuring.
-    #[arg(long, default_value_t = 0.5)]
-    warmup: f64,
+    /// Seconds of traffic before measuring [default: 0.5, or 0 with --max-packets].
+    #[arg(long)]
+    warmup: Option<f64>,
     /// Stop after this many data packets sent in all.
     #[arg(long)]
     max_packets: Option<u64>,
@@ -134,6 +136,14 @@ struct Args {
     /// Give up allocating/binding after this many seconds.
     #[arg(long, default_value_t = 20.0)]
     setup_timeout: f64,
+    /// Send with UDP GSO (generator and echo peer) instead of plain sendmmsg. The server
+    /// receives the same datagrams either way. Off by default: on loopback it moved the
+    /// segmentation work into ksoftirqd and lowered the rates measured here.
+    #[arg(long)]
+    gso: bool,
+    /// Exit non-zero on any failed allocation or bind, not only when nothing worked.
+    #[arg(long)]
+    strict: bool,
     /// Free label copied into the JSON (e.g. "coturn round 2").
     #[arg(long)]
     label: Option<String>,
@@ -172,11 +182,13 @@ struct Cfg {
     concurrency: usize,
     setup_timeout: Duration,
     seconds: f64,
+    gso: bool,
     bind_ip: IpAddr,
 }
 
 const CHANNEL: u16 = 0x4000;
 const RTO_NS: u64 = 300_000_000;
+const TCP_TIMEOUT_NS: u64 = 5_000_000_000;
 const MAX_TRIES: u32 = 6;
 
 enum Conn {
@@ -231,6 +243,10 @@ struct AllocState {
     need_send: bool,
     /// The pending operation finished (either way) since the driver last looked.
     just_done: bool,
+    /// The server holds a stale allocation on this 5-tuple (437 to a fresh Allocate, as
+    /// coturn answers when a client port is reused soon after a deallocation): move to a
+    /// new client socket and start over.
+    reconnect: bool,
     t_start_ns: u64,
     t_ok_ns: u64,
     tpl: Option<Template>,
@@ -273,11 +289,16 @@ struct Counters {
     dealloc_ok: u64,
     last_alloc_ok_ns: u64,
     reasons: BTreeMap<String, u64>,
-    udp_payload_stun: u64,
+    ready: u64,
+    reconnects: u64,
+    gso_fallback: bool,
 }
 
 struct Ctx {
     c: Counters,
+    transport: TransportArg,
+    /// Closed loop (window accounting) rather than paced.
+    flat: bool,
     warm_ns: u64,
     window_end_ns: u64,
 }
@@ -299,7 +320,11 @@ impl Ctx {
     fn on_packet(&mut self, st: &mut AllocState, bytes: &[u8], raw: bool, now: u64) {
         match proto::classify(bytes, raw) {
             Incoming::Data(d) => self.on_data(st, d, now),
-            Incoming::Stun(m) => self.on_stun(st, &m, now),
+            Incoming::Stun(b) => {
+                if let Ok(m) = turn_proto::codec::Message::decode(b) {
+                    self.on_stun(st, &m, now)
+                }
+            }
             Incoming::Junk => self.c.junk += 1,
         }
     }
@@ -320,11 +345,13 @@ impl Ctx {
             self.c.rcvd_bytes_win += d.len() as u64;
             self.c.rtt.record(now.saturating_sub(t));
         }
-        if seq >= st.valid_from && st.in_flight > 0 {
-            st.in_flight -= 1;
-            st.last_progress_ns = now;
-        } else {
-            self.c.late += 1;
+        if self.flat {
+            if seq >= st.valid_from && st.in_flight > 0 {
+                st.in_flight -= 1;
+                st.last_progress_ns = now;
+            } else {
+                self.c.late += 1;
+            }
         }
     }
 
@@ -334,7 +361,7 @@ impl Ctx {
             return;
         }
         let code = match m.error_code() {
-            Ok(Some(e)) => Some((e.code, e.reason.to_string())),
+            Ok(Some(e)) => Some((e.code, e.reason.trim_end_matches('\0').to_string())),
             _ => None,
         };
         match (p.step, m.class(), code) {
@@ -350,6 +377,7 @@ impl Ctx {
                 });
                 st.pending = Some(Pending {
                     step: Step::Alloc2,
+                    tries: 0,
                     ..p
                 });
                 st.need_send = true;
@@ -365,7 +393,7 @@ impl Ctx {
                 st.ok = true;
                 st.t_ok_ns = now;
                 self.c.alloc_ok += 1;
-                self.c.alloc_lat.record(now - st.t_start_ns);
+                self.c.alloc_lat.record(now.saturating_sub(st.t_start_ns));
                 self.c.last_alloc_ok_ns = self.c.last_alloc_ok_ns.max(now);
                 st.pending = None;
                 st.just_done = true;
@@ -378,6 +406,19 @@ impl Ctx {
                     tries: p.tries + 1,
                     ..p
                 });
+                st.need_send = true;
+            }
+            (Step::Alloc1 | Step::Alloc2, Class::Error, Some((437, _)))
+                if p.tries < MAX_TRIES && matches!(self.transport, TransportArg::Udp) =>
+            {
+                self.c.reconnects += 1;
+                st.auth = None;
+                st.pending = Some(Pending {
+                    step: Step::Alloc1,
+                    tries: p.tries + 1,
+                    ..p
+                });
+                st.reconnect = true;
                 st.need_send = true;
             }
             (Step::Bind, Class::Success, _) => {
@@ -414,6 +455,8 @@ struct Worker {
     scratch: Vec<u8>,
     events: Vec<(u64, bool, bool)>,
     rng: u64,
+    /// Send data with UDP GSO (falls back to sendmmsg if the kernel refuses).
+    gso: bool,
 }
 
 impl Worker {
@@ -430,16 +473,16 @@ impl Worker {
         t
     }
 
-    /// Builds the request for the pending step into `scratch` and sends it.
-    fn send_pending(&mut self, a: usize, now: u64) {
+    /// Builds the request for the pending step into `scratch` and sends it: a new transaction
+    /// when `fresh` (a new step, or a retry after 438), the same one for a retransmission.
+    fn send_pending(&mut self, a: usize, now: u64, fresh: bool) {
         let cfg = self.cfg.clone();
         let Some(mut p) = self.allocs[a].st.pending else {
             return;
         };
-        if self.allocs[a].st.need_send && p.step != Step::Alloc1 || p.tries == 0 {
-            // New transaction for a new step (or a 438 retry); retransmits keep the txid.
+        if fresh {
+            p.txid = self.txid();
         }
-        p.txid = self.txid();
         p.sent_ns = now;
         let st = &mut self.allocs[a].st;
         st.pending = Some(p);
@@ -522,11 +565,7 @@ impl Worker {
         match conn {
             Conn::Udp(s) => {
                 let fd = s.as_raw_fd();
-                loop {
-                    let n = match self.rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
-                        Ok(n) => n,
-                        Err(_) => break,
-                    };
+                while let Ok(n) = self.rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
                     for i in 0..n {
                         self.ctx.on_packet(st, self.rx.packet(i), raw, now);
                     }
@@ -609,7 +648,7 @@ impl Worker {
     /// with at most `concurrency` in flight, until all finished or the deadline.
     fn run_ops(&mut self, first: Step, eligible: impl Fn(&AllocState) -> bool, deadline: Instant) {
         let mut queue: Vec<usize> = (0..self.allocs.len())
-            .filter(|&a| self.allocs[a].st.failed.is_none() && eligible(&self.allocs[a].st))
+            .filter(|&a| eligible(&self.allocs[a].st))
             .rev()
             .collect();
         let mut in_flight = 0usize;
@@ -630,7 +669,7 @@ impl Worker {
                 if first == Step::Alloc1 {
                     st.t_start_ns = now;
                 }
-                self.send_pending(a, now);
+                self.send_pending(a, now, true);
                 in_flight += 1;
             }
             if in_flight == 0 && queue.is_empty() {
@@ -660,15 +699,19 @@ impl Worker {
             }
             self.events = events;
             // Retransmissions (UDP only: TCP is reliable).
-            if now - last_rto_scan > 20_000_000 {
+            if now.saturating_sub(last_rto_scan) > 20_000_000 {
                 last_rto_scan = now;
                 for a in 0..self.allocs.len() {
                     let Some(p) = self.allocs[a].st.pending else {
                         continue;
                     };
-                    let rto = RTO_NS << p.tries.min(4);
                     let stream = matches!(self.allocs[a].conn, Conn::Tcp { .. });
-                    if now - p.sent_ns > rto {
+                    let rto = if stream {
+                        TCP_TIMEOUT_NS
+                    } else {
+                        RTO_NS << p.tries.min(4)
+                    };
+                    if now.saturating_sub(p.sent_ns) > rto {
                         if stream || p.tries + 1 >= MAX_TRIES {
                             let st = &mut self.allocs[a].st;
                             self.ctx.fail(st, format!("{:?}: timeout", p.step));
@@ -677,7 +720,7 @@ impl Worker {
                                 tries: p.tries + 1,
                                 ..p
                             });
-                            self.send_pending(a, now);
+                            self.send_pending(a, now, false);
                         }
                     }
                     self.after_read(a, now, &mut in_flight);
@@ -687,8 +730,26 @@ impl Worker {
     }
 
     fn after_read(&mut self, a: usize, now: u64, in_flight: &mut usize) {
+        if self.allocs[a].st.reconnect {
+            self.allocs[a].st.reconnect = false;
+            match make_conn(&self.cfg) {
+                Ok(conn) => {
+                    let fd = conn.fd();
+                    // The old socket leaves the epoll set when it is closed (dropped) here.
+                    self.allocs[a].conn = conn;
+                    if let Err(e) = self.ep.add(fd, a as u64, false) {
+                        let st = &mut self.allocs[a].st;
+                        self.ctx.fail(st, format!("reconnect: epoll: {e}"));
+                    }
+                }
+                Err(e) => {
+                    let st = &mut self.allocs[a].st;
+                    self.ctx.fail(st, format!("reconnect: {e}"));
+                }
+            }
+        }
         if self.allocs[a].st.need_send && self.allocs[a].st.pending.is_some() {
-            self.send_pending(a, now);
+            self.send_pending(a, now, true);
         }
         if self.allocs[a].st.just_done {
             self.allocs[a].st.just_done = false;
@@ -713,14 +774,36 @@ impl Worker {
                     proto::stamp(&mut slot[at..], first + j as u64, now);
                     self.tx.commit(len, None);
                 }
-                match self.tx.send(s.as_raw_fd(), 0) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(_) => {
-                        self.ctx.c.send_errors += 1;
-                        0
+                let fd = s.as_raw_fd();
+                let mut done = 0;
+                if self.gso && k > 1 {
+                    // One trip through the stack per GSO send: the kernel splits it into
+                    // the same datagrams the server would otherwise get one by one.
+                    let per = (GSO_MAX_BYTES / len).clamp(1, GSO_MAX_SEGMENTS);
+                    while done < k {
+                        match self.tx.send_gso(fd, done, (done + per).min(k)) {
+                            Ok(m) => done += m,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if peer::gso_unsupported(&e) => {
+                                self.gso = false;
+                                self.ctx.c.gso_fallback = true;
+                                break;
+                            }
+                            Err(_) => {
+                                self.ctx.c.send_errors += 1;
+                                break;
+                            }
+                        }
                     }
                 }
+                if !self.gso || k == 1 {
+                    match self.tx.send(fd, done) {
+                        Ok(m) => done += m,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => self.ctx.c.send_errors += 1,
+                    }
+                }
+                done
             }
             Conn::Tcp { wbuf, closed, .. } => {
                 if *closed {
@@ -797,7 +880,7 @@ impl Worker {
                         if st.tpl.is_none() || st.failed.is_some() || st.sent >= st.budget {
                             continue;
                         }
-                        st.tokens += (now - st.last_tick_ns) as f64 * rate / 1e9;
+                        st.tokens += now.saturating_sub(st.last_tick_ns) as f64 * rate / 1e9;
                         st.last_tick_ns = now;
                         if st.tokens >= 1.0 {
                             let want = (st.tokens as u64).min(st.budget - st.sent) as usize;
@@ -820,11 +903,13 @@ impl Worker {
                             }
                         }
                     }
-                } else if now - last_scan > 10_000_000 {
+                } else if now.saturating_sub(last_scan) > 10_000_000 {
                     last_scan = now;
                     for a in 0..self.allocs.len() {
                         let st = &mut self.allocs[a].st;
-                        if st.in_flight > 0 && now - st.last_progress_ns > cfg.loss_timeout_ns {
+                        if st.in_flight > 0
+                            && now.saturating_sub(st.last_progress_ns) > cfg.loss_timeout_ns
+                        {
                             self.ctx.c.stall_resets += 1;
                             self.ctx.c.stall_lost += st.in_flight as u64;
                             st.in_flight = 0;
@@ -930,7 +1015,17 @@ fn worker(
 ) -> Result<Counters, String> {
     shared.tids.lock().unwrap().push(peer::current_tid());
     let mut allocs = Vec::with_capacity(idxs.len());
-    let ep = Epoll::new(idxs.len().clamp(16, 4096)).map_err(|e| e.to_string())?;
+    let ep = match Epoll::new(idxs.len().clamp(16, 4096)) {
+        Ok(ep) => ep,
+        Err(e) => {
+            // Keep the barriers balanced so the other threads are not left waiting.
+            shared.start.wait();
+            shared.setup_done.wait();
+            shared.go.wait();
+            shared.done_sending.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("epoll: {e}"));
+        }
+    };
     let mut conn_err = None;
     for (j, &idx) in idxs.iter().enumerate() {
         let conn = match make_conn(&cfg) {
@@ -940,8 +1035,10 @@ fn worker(
                 break;
             }
         };
-        ep.add(conn.fd(), j as u64, false)
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = ep.add(conn.fd(), j as u64, false) {
+            conn_err = Some(format!("allocation {idx}: epoll: {e}"));
+            break;
+        }
         let (user, pass) = creds[j].clone();
         allocs.push(Alloc {
             conn,
@@ -957,6 +1054,7 @@ fn worker(
                 pending: None,
                 need_send: false,
                 just_done: false,
+                reconnect: false,
                 t_start_ns: 0,
                 t_ok_ns: 0,
                 tpl: None,
@@ -978,6 +1076,8 @@ fn worker(
         allocs,
         ctx: Ctx {
             c: Counters::default(),
+            transport: cfg.transport,
+            flat: cfg.rate.is_none(),
             warm_ns: u64::MAX,
             window_end_ns: u64::MAX,
         },
@@ -987,6 +1087,7 @@ fn worker(
         scratch: Vec::with_capacity(512),
         events: Vec::with_capacity(256),
         rng: (now_ns() ^ ((t as u64 + 1) << 32) ^ std::process::id() as u64) | 1,
+        gso: cfg.gso,
     };
     // Everyone starts allocating at once; a connection error is reported after the barrier
     // so the others are not left waiting.
@@ -1001,8 +1102,8 @@ fn worker(
             al.st.bound = true;
         }
     } else {
-        w.run_ops(Step::Alloc1, |_| true, deadline);
-        w.run_ops(Step::Bind, |st| st.ok, deadline);
+        w.run_ops(Step::Alloc1, |st| st.failed.is_none(), deadline);
+        w.run_ops(Step::Bind, |st| st.ok && st.failed.is_none(), deadline);
     }
     for al in &mut w.allocs {
         let st = &mut al.st;
@@ -1019,6 +1120,7 @@ fn worker(
                 }
             };
             st.tpl = Some(proto::template(framing, cfg.size, st.idx, [7; 12]));
+            w.ctx.c.ready += 1;
         } else {
             st.budget = 0;
         }
@@ -1029,7 +1131,9 @@ fn worker(
         w.ctx.warm_ns = shared.warm_ns.load(Ordering::Relaxed);
         w.data_phase();
     }
-    if !cfg.raw {
+    // Free the allocations so that back-to-back runs start from a clean server (over TCP,
+    // closing the connection does that).
+    if !cfg.raw && cfg.transport == TransportArg::Udp {
         let deadline = Instant::now() + Duration::from_millis(1500);
         w.run_ops(Step::Dealloc, |st| st.ok, deadline);
     }
@@ -1135,8 +1239,12 @@ fn run(args: Args) -> Result<(), String> {
     let peer = match args.peer {
         Some(_) => None,
         None => Some(
-            peer::Peer::start(SocketAddr::new(args.bind_ip, 0), args.peer_threads)
-                .map_err(|e| format!("echo peer: {e}"))?,
+            peer::Peer::start(
+                SocketAddr::new(args.bind_ip, 0),
+                args.peer_threads,
+                args.gso,
+            )
+            .map_err(|e| format!("echo peer: {e}"))?,
         ),
     };
     let peer_addr = args.peer.unwrap_or_else(|| peer.as_ref().unwrap().addr);
@@ -1170,6 +1278,7 @@ fn run(args: Args) -> Result<(), String> {
         loss_timeout_ns: args.loss_timeout_ms * 1_000_000,
         concurrency: args.alloc_concurrency,
         setup_timeout: Duration::from_secs_f64(args.setup_timeout),
+        gso: args.gso && args.transport == TransportArg::Udp,
         seconds: args.seconds,
         bind_ip: args.bind_ip,
     });
@@ -1218,9 +1327,11 @@ fn run(args: Args) -> Result<(), String> {
 
     let seconds = args.seconds.max(0.0);
     let data_start = now_ns();
-    let warm_ns = data_start + (args.warmup.max(0.0) * 1e9) as u64;
+    let warmup = args
+        .warmup
+        .unwrap_or(if args.max_packets.is_some() { 0.0 } else { 0.5 });
+    let warm_ns = data_start + (warmup.max(0.0) * 1e9) as u64;
     shared.warm_ns.store(warm_ns, Ordering::Relaxed);
-    let server_tids = null.as_ref().map(|n| n.tids.lock().unwrap().clone());
     let snap = |shared: &Shared| -> Snap {
         let gen_tids = shared.tids.lock().unwrap().clone();
         Snap {
@@ -1233,8 +1344,8 @@ fn run(args: Args) -> Result<(), String> {
                 .as_ref()
                 .map(|p| p.stats.rx_bytes.load(Ordering::Relaxed))
                 .unwrap_or(0),
-            server_ticks: match &server_tids {
-                Some(t) => tids_ticks(t),
+            server_ticks: match &null {
+                Some(nr) => tids_ticks(&nr.tids.lock().unwrap()),
                 None => server_pid.and_then(pid_ticks),
             },
             gen_ticks: tids_ticks(&gen_tids),
@@ -1248,10 +1359,15 @@ fn run(args: Args) -> Result<(), String> {
     let mut s0 = Snap::default();
     let mut s1 = Snap::default();
     let mut window_s = 0.0;
+    let mut warnings: Vec<&str> = Vec::new();
     if seconds > 0.0 {
         // Warm-up, then the measured window; it ends early if every thread spent its
         // --max-packets share.
         while now_ns() < warm_ns {
+            if shared.done_sending.load(Ordering::Relaxed) >= threads {
+                warnings.push("--max-packets was spent during the warm-up: nothing measured");
+                break;
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
         s0 = snap(&shared);
@@ -1352,6 +1468,13 @@ fn run(args: Args) -> Result<(), String> {
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    // CPU nobody above accounts for: softirq work in ksoftirqd, other processes.
+    let other_cores = match (machine_busy, server_cores, gen_cores) {
+        (Some(m), Some(s), Some(g)) => {
+            Some((m * ncpu as f64 - s - g - peer_cores.unwrap_or(0.0)).max(0.0))
+        }
+        _ => None,
+    };
     let loss = if c.sent_total > 0 {
         1.0 - (c.rcvd_total as f64 / c.sent_total as f64).min(1.0)
     } else {
@@ -1363,12 +1486,16 @@ fn run(args: Args) -> Result<(), String> {
         .then(|| 1.0 - (c.rcvd_total as f64 / peer_tx_total as f64).min(1.0));
     let us = |ns: u64| ns as f64 / 1000.0;
     let offered = match args.rate {
-        Some(r) => json!(r * c.alloc_ok.max(if args.null_relay { n as u64 } else { 0 }) as f64),
+        Some(r) => json!(r * c.ready as f64),
         None => Value::Null,
     };
     let gen_busy_per_thread = gen_cores.map(|g| g / threads as f64);
     let bottleneck = if seconds <= 0.0 {
         "n/a (no traffic)".to_string()
+    } else if c.ready == 0 {
+        "n/a (no allocation ready)".to_string()
+    } else if window_s < 0.001 || !warnings.is_empty() {
+        "n/a (nothing measured)".to_string()
     } else if gen_busy_per_thread.is_some_and(|b| b > 0.9) {
         format!(
             "generator: its {threads} thread(s) were {:.0}% busy; the server was not necessarily saturated",
@@ -1376,11 +1503,12 @@ fn run(args: Args) -> Result<(), String> {
         )
     } else if machine_busy.is_some_and(|b| b > 0.95) {
         format!(
-            "machine CPU saturated ({:.0}% busy over {ncpu} cores): generator {:.2} cores, echo peer {:.2}, server {}",
+            "machine CPU saturated ({:.0}% busy over {ncpu} cores): generator {:.2} cores, echo peer {:.2}, server {}, other {}",
             machine_busy.unwrap() * 100.0,
             gen_cores.unwrap_or(0.0),
             peer_cores.unwrap_or(0.0),
-            server_cores.map(|s| format!("{s:.2} cores")).unwrap_or("unknown (no --server-pid)".into())
+            server_cores.map(|s| format!("{s:.2} cores")).unwrap_or("unknown (no --server-pid)".into()),
+            other_cores.map(|s| format!("{s:.2}")).unwrap_or("-".into())
         )
     } else if loss > 0.001 {
         "server or kernel: packets dropped while CPU was left idle".into()
@@ -1400,6 +1528,7 @@ fn run(args: Args) -> Result<(), String> {
         "size": args.size,
         "allocations": n,
         "threads": threads,
+        "gso": args.gso && args.transport == TransportArg::Udp && !c.gso_fallback,
         "flat_out": args.rate.is_none(),
         "window": args.rate.is_none().then_some(args.window),
         "rate_per_allocation": args.rate,
@@ -1408,6 +1537,8 @@ fn run(args: Args) -> Result<(), String> {
         "allocations_failed": c.alloc_failed,
         "binds_ok": c.bind_ok,
         "binds_failed": c.bind_failed,
+        "deallocated": c.dealloc_ok,
+        "reconnects_after_437": c.reconnects,
         "failures": c.reasons,
         "allocs_per_s": alloc_rate,
         "alloc_latency_us": { "p50": us(c.alloc_lat.quantile(0.5)), "p99": us(c.alloc_lat.quantile(0.99)), "max": us(c.alloc_lat.max()) },
@@ -1426,7 +1557,9 @@ fn run(args: Args) -> Result<(), String> {
         "loss": loss,
         "loss_up": loss_up,
         "loss_down": loss_down,
+        "ready_allocations": c.ready,
         "late": c.late,
+        "stall_lost": c.stall_lost,
         "stall_resets": c.stall_resets,
         "generator_send_drops": c.gen_drops,
         "send_errors": c.send_errors,
@@ -1447,10 +1580,12 @@ fn run(args: Args) -> Result<(), String> {
         "generator_cores": gen_cores,
         "echo_peer_cores": peer_cores,
         "machine_busy": machine_busy,
+        "other_cores": other_cores,
         "cpus": ncpu,
         "bottleneck": bottleneck,
         "null_relay_forwarded": null_stats.map(|(a, b, d)| json!({"to_peer": a, "to_client": b, "dropped": d})),
         "errors": errors,
+        "warnings": warnings,
     });
 
     // Human summary.
@@ -1471,10 +1606,11 @@ fn run(args: Args) -> Result<(), String> {
     );
     if !args.null_relay {
         h += &format!(
-            "allocations: {} ok, {} failed, {:.0}/s incl. 401 (p50 {:.0} us, p99 {:.0} us); binds {} ok, {} failed; setup {:.2} s\n",
-            c.alloc_ok, c.alloc_failed, alloc_rate,
+            "allocations: {} ok, {} failed ({} retried on a new port after 437), {:.0}/s incl. 401 (p50 {:.0} us, p99 {:.0} us); binds {} ok, {} failed; setup {:.2} s; {} deallocated\n",
+            c.alloc_ok, c.alloc_failed, c.reconnects, alloc_rate,
             us(c.alloc_lat.quantile(0.5)), us(c.alloc_lat.quantile(0.99)),
-            c.bind_ok, c.bind_failed, (t_setup_end - t_alloc_start) as f64 / 1e9
+            c.bind_ok, c.bind_failed, (t_setup_end - t_alloc_start) as f64 / 1e9,
+            c.dealloc_ok
         );
     }
     if !c.reasons.is_empty() {
@@ -1498,11 +1634,12 @@ fn run(args: Args) -> Result<(), String> {
             c.rtt.count()
         );
         h += &format!(
-            "cpu: server {} ({} cpu-s per million relayed), generator {:.2} cores, echo peer {:.2} cores, machine {:.0}% busy\n",
+            "cpu: server {} ({} cpu-s per million relayed), generator {:.2} cores, echo peer {:.2} cores, other {} cores, machine {:.0}% busy\n",
             server_cores.map(|s| format!("{s:.2} cores")).unwrap_or("-".into()),
             cpu_per_m.map(|v| format!("{v:.2}")).unwrap_or("-".into()),
             gen_cores.unwrap_or(0.0),
             peer_cores.unwrap_or(0.0),
+            other_cores.map(|s| format!("{s:.2}")).unwrap_or("-".into()),
             machine_busy.unwrap_or(0.0) * 100.0
         );
         h += &format!("bottleneck: {bottleneck}\n");
@@ -1514,6 +1651,9 @@ fn run(args: Args) -> Result<(), String> {
             rss_after_setup.map(|v| v.to_string()).unwrap_or("-".into()),
             rss_end.map(|v| v.to_string()).unwrap_or("-".into()),
         );
+    }
+    for w in &warnings {
+        h += &format!("warning: {w}\n");
     }
     for e in &errors {
         h += &format!("error: {e}\n");
@@ -1528,10 +1668,16 @@ fn run(args: Args) -> Result<(), String> {
     if !errors.is_empty() {
         return Err(errors.join("; "));
     }
-    if !args.null_relay && c.alloc_ok == 0 {
-        return Err("no allocation succeeded".into());
+    if c.ready == 0 {
+        return Err("no allocation was ready to relay".into());
     }
-    if seconds > 0.0 && c.rcvd_total == 0 && setup_failed < n as u64 {
+    if args.strict && (setup_failed > 0 || c.ready < n as u64) {
+        return Err(format!(
+            "--strict: {} of {n} allocations ready ({} setup failures)",
+            c.ready, setup_failed
+        ));
+    }
+    if seconds > 0.0 && c.rcvd_total == 0 {
         return Err("nothing came back through the relay".into());
     }
     Ok(())
@@ -1561,5 +1707,7 @@ fn merge(a: &mut Counters, b: Counters) {
     for (k, v) in b.reasons {
         *a.reasons.entry(k).or_default() += v;
     }
-    a.udp_payload_stun += b.udp_payload_stun;
+    a.ready += b.ready;
+    a.reconnects += b.reconnects;
+    a.gso_fallback |= b.gso_fallback;
 }

@@ -113,11 +113,7 @@ fn forward_loop(
             }
             if token == LISTENER {
                 // Client -> peer: group consecutive datagrams of one client into one sendmmsg.
-                loop {
-                    let n = match rx.recv(lfd, BATCH, libc::MSG_DONTWAIT) {
-                        Ok(n) => n,
-                        Err(_) => break,
-                    };
+                while let Ok(n) = rx.recv(lfd, BATCH, libc::MSG_DONTWAIT) {
                     let mut current: Option<usize> = None;
                     tx.clear();
                     for i in 0..n {
@@ -160,11 +156,7 @@ fn forward_loop(
                 // Peer -> client, through the listener.
                 let r = &relays[token as usize];
                 let fd = r.sock.as_raw_fd();
-                loop {
-                    let n = match rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
-                        Ok(n) => n,
-                        Err(_) => break,
-                    };
+                while let Ok(n) = rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
                     tx.clear();
                     for i in 0..n {
                         tx.push(rx.packet(i), Some((&r.client.0, r.client.1)));

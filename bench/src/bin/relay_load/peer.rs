@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::sys::{RecvBatch, SendBatch, BATCH};
+use crate::sys::{RecvBatch, SendBatch, BATCH, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 
 /// Counters the echo peer keeps (updated once per batch).
 #[derive(Default)]
@@ -55,8 +55,33 @@ pub fn current_tid() -> u32 {
 
 impl Peer {
     /// Starts `threads` echo threads on `bind` (port 0: any free port).
-    pub fn start(bind: SocketAddr, threads: usize) -> io::Result<Self> {
-        let first = bound_udp(bind, true)?;
+    ///
+    /// Port 0 picks a free port in 20000..30000, outside both the usual relay port range
+    /// (49152-65535: a relay may refuse peers on its own relay ports, ours does) and Linux's
+    /// ephemeral range.
+    pub fn start(bind: SocketAddr, threads: usize, gso: bool) -> io::Result<Self> {
+        let reuse = threads > 1;
+        let first = if bind.port() != 0 {
+            bound_udp(bind, reuse)?
+        } else {
+            let seed = std::process::id() as u64 * 7919 + super::now_ns() / 1000;
+            let mut last_err = None;
+            let mut found = None;
+            for k in 0..200u64 {
+                let port = 20_000 + ((seed + k * 1013) % 10_000) as u16;
+                match bound_udp(SocketAddr::new(bind.ip(), port), reuse) {
+                    Ok(s) => {
+                        found = Some(s);
+                        break;
+                    }
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            match found {
+                Some(s) => s,
+                None => return Err(last_err.unwrap_or_else(|| io::Error::other("no port"))),
+            }
+        };
         let addr = first
             .local_addr()?
             .as_socket()
@@ -77,7 +102,8 @@ impl Peer {
                     .name(format!("echo-peer-{i}"))
                     .spawn(move || {
                         tids.lock().unwrap().push(current_tid());
-                        echo_loop(&s, &stats, &stop);
+                        let mut gso = gso;
+                        echo_loop(&s, &stats, &stop, &mut gso);
                     })?,
             );
         }
@@ -99,7 +125,7 @@ impl Peer {
     }
 }
 
-fn echo_loop(s: &Socket, stats: &PeerStats, stop: &AtomicBool) {
+fn echo_loop(s: &Socket, stats: &PeerStats, stop: &AtomicBool, gso: &mut bool) {
     let fd = s.as_raw_fd();
     let mut rx = RecvBatch::new(9216);
     let mut tx = SendBatch::new(9216);
@@ -122,29 +148,75 @@ fn echo_loop(s: &Socket, stats: &PeerStats, stop: &AtomicBool) {
         }
         stats.rx_packets.fetch_add(n as u64, Ordering::Relaxed);
         stats.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let (mut done, mut sent, mut tries) = (0, 0, 0);
-        while done < n && tries < 3 {
-            match tx.send(fd, done) {
-                Ok(k) => {
-                    done += k;
-                    sent += k;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    tries += 1;
-                    std::thread::yield_now();
-                }
-                // ECONNREFUSED from an earlier ICMP error and the like: skip one datagram.
-                Err(_) => {
-                    done += 1;
-                    stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+        // Runs of equal-sized echoes to one destination go out as one UDP GSO send; the rest
+        // (and everything, without GSO) through sendmmsg.
+        let mut sent = 0;
+        let mut i = 0;
+        let mut singles = 0; // start of the pending sendmmsg range
+        while i < n {
+            let mut j = i + 1;
+            if *gso {
+                let seg = tx.len_of(i);
+                let per = (GSO_MAX_BYTES / seg.max(1)).clamp(1, GSO_MAX_SEGMENTS);
+                while j < n && j - i < per && tx.len_of(j) == seg && tx.same_dest(i, j) {
+                    j += 1;
                 }
             }
+            if j - i >= 2 {
+                sent += send_all(&mut tx, fd, singles, i, stats);
+                match tx.send_gso(fd, i, j) {
+                    Ok(k) => sent += k,
+                    Err(e) if gso_unsupported(&e) => {
+                        *gso = false;
+                        sent += send_all(&mut tx, fd, i, j, stats);
+                    }
+                    Err(_) => {
+                        stats
+                            .tx_dropped
+                            .fetch_add((j - i) as u64, Ordering::Relaxed);
+                    }
+                }
+                singles = j;
+            }
+            i = j;
         }
+        sent += send_all(&mut tx, fd, singles, n, stats);
         stats.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
-        if done < n {
-            stats
-                .tx_dropped
-                .fetch_add((n - done) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Whether a GSO send failed because the kernel or socket cannot do it (then fall back).
+pub fn gso_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
+}
+
+/// sendmmsg of `from..to`, retrying a full socket buffer a few times; returns how many went.
+fn send_all(tx: &mut SendBatch, fd: i32, from: usize, to: usize, stats: &PeerStats) -> usize {
+    let (mut done, mut sent, mut tries) = (from, 0, 0);
+    while done < to && tries < 3 {
+        match tx.send_range(fd, done, to) {
+            Ok(k) => {
+                done += k;
+                sent += k;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            // ECONNREFUSED from an earlier ICMP error and the like: skip one datagram.
+            Err(_) => {
+                done += 1;
+                stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
+    if done < to {
+        stats
+            .tx_dropped
+            .fetch_add((to - done) as u64, Ordering::Relaxed);
+    }
+    sent
 }

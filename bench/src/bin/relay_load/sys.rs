@@ -152,20 +152,9 @@ impl RecvBatch {
         Ok(self.n)
     }
 
-    /// Datagrams received by the last call.
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
     /// Datagram `i` of the last call.
     pub fn packet(&self, i: usize) -> &[u8] {
         &self.buf[i * self.cap..i * self.cap + self.lens[i]]
-    }
-
-    /// Datagram `i`, mutable (to echo it back in place).
-    pub fn packet_mut(&mut self, i: usize) -> &mut [u8] {
-        let len = self.lens[i];
-        &mut self.buf[i * self.cap..i * self.cap + len]
     }
 
     /// Source address of datagram `i`, in kernel form.
@@ -220,11 +209,6 @@ impl SendBatch {
         self.n
     }
 
-    /// Whether no more datagrams fit.
-    pub fn is_full(&self) -> bool {
-        self.n == BATCH
-    }
-
     /// Forgets queued datagrams.
     pub fn clear(&mut self) {
         self.n = 0;
@@ -262,11 +246,17 @@ impl SendBatch {
     /// than queued when the socket buffer filled: the caller may retry the rest later or
     /// drop them). `WouldBlock` when it took none.
     pub fn send(&mut self, fd: RawFd, skip: usize) -> io::Result<usize> {
-        if skip >= self.n {
+        self.send_range(fd, skip, self.n)
+    }
+
+    /// Like [`SendBatch::send`] for queued datagrams `from..to` only.
+    pub fn send_range(&mut self, fd: RawFd, skip: usize, to: usize) -> io::Result<usize> {
+        let to = to.min(self.n);
+        if skip >= to {
             return Ok(0);
         }
         let base = self.buf.as_mut_ptr();
-        for i in skip..self.n {
+        for i in skip..to {
             self.iov[i] = libc::iovec {
                 // SAFETY: i * cap is within the buffer (it holds BATCH * cap bytes).
                 iov_base: unsafe { base.add(i * self.cap) } as *mut libc::c_void,
@@ -293,7 +283,7 @@ impl SendBatch {
             libc::sendmmsg(
                 fd,
                 self.hdrs.as_mut_ptr().add(skip),
-                (self.n - skip) as libc::c_uint,
+                (to - skip) as libc::c_uint,
                 libc::MSG_DONTWAIT,
             )
         };
@@ -301,6 +291,73 @@ impl SendBatch {
             return Err(io::Error::last_os_error());
         }
         Ok(rc as usize)
+    }
+}
+
+/// Largest UDP GSO super-datagram payload (IPv4 limit, with headroom).
+pub const GSO_MAX_BYTES: usize = 65_000;
+/// Most segments per GSO send (UDP_MAX_SEGMENTS is 64 on older kernels, 128 on newer).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+
+impl SendBatch {
+    /// Length of queued datagram `i`.
+    pub fn len_of(&self, i: usize) -> usize {
+        self.lens[i]
+    }
+
+    /// Whether queued datagrams `i` and `j` go to the same destination.
+    pub fn same_dest(&self, i: usize, j: usize) -> bool {
+        self.addr_lens[i] == self.addr_lens[j]
+            && (self.addr_lens[i] == 0
+                || from_storage(&self.addrs[i]) == from_storage(&self.addrs[j]))
+    }
+
+    /// Sends queued datagrams `from..to` as one UDP GSO send (UDP_SEGMENT): one trip through
+    /// the stack, split into datagrams of `lens[from]` bytes. All but the last must have that
+    /// length, and they go to the destination of datagram `from` (or the connected peer).
+    /// Returns how many datagrams went out (all of them, or an error).
+    pub fn send_gso(&mut self, fd: RawFd, from: usize, to: usize) -> io::Result<usize> {
+        if from >= to || to > self.n {
+            return Ok(0);
+        }
+        let seg = self.lens[from];
+        let base = self.buf.as_mut_ptr();
+        for i in from..to {
+            self.iov[i] = libc::iovec {
+                // SAFETY: i * cap is within the buffer (it holds BATCH * cap bytes).
+                iov_base: unsafe { base.add(i * self.cap) } as *mut libc::c_void,
+                iov_len: self.lens[i],
+            };
+        }
+        // Room for one cmsg carrying a u16, 8-byte aligned.
+        let mut control = [0u64; 4];
+        // SAFETY: all-zero msghdr is valid; every pointer set below outlives the call.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        if self.addr_lens[from] != 0 {
+            msg.msg_name = &mut self.addrs[from] as *mut _ as *mut libc::c_void;
+            msg.msg_namelen = self.addr_lens[from];
+        }
+        msg.msg_iov = self.iov[from..to].as_mut_ptr();
+        msg.msg_iovlen = (to - from) as _;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as _;
+        // SAFETY: msg_control points at `control`, which is large enough for one cmsg with a
+        // u16 payload (CMSG_SPACE(2) <= 32 bytes); CMSG_FIRSTHDR/CMSG_DATA stay inside it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg as u16);
+        }
+        // SAFETY: msg and everything it points to are valid for the call; the kernel reads
+        // them only.
+        let rc = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(to - from)
     }
 }
 
