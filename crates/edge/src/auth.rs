@@ -52,20 +52,7 @@ pub fn key_set(
 
 /// The secret set from the configuration (None when it lists none).
 pub fn configured_secrets(cfg: &EdgeConfig) -> Result<Secrets, String> {
-    let set = if cfg.auth_secrets.is_empty() {
-        None
-    } else {
-        let list = cfg
-            .auth_secrets
-            .iter()
-            .map(|s| Secret {
-                key_id: s.key_id.clone(),
-                secret: s.secret.as_bytes().to_vec(),
-            })
-            .collect();
-        Some(Arc::new(SecretSet::new(list).map_err(|e| e.to_string())?))
-    };
-    Ok(Arc::new(ArcSwapOption::new(set)))
+    key_set(&cfg.auth_secrets)
 }
 
 impl EdgeAuth {
