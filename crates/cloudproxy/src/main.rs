@@ -8,6 +8,7 @@ mod admin_cli;
 mod control_cmd;
 mod demo;
 mod edge_cmd;
+mod rtn_cmd;
 mod token_cmd;
 
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ enum Command {
     Edge(Box<edge_cmd::EdgeArgs>),
     /// Run the control plane: proxy-info API, edge registry, admin API (HTTPS, 443 by default).
     Control(Box<control_cmd::ControlArgs>),
+    /// Run the stand-in media network (WebSocket signalling gateway + WebRTC SFU) for the demo
+    /// and the tests.
+    Rtn(Box<rtn_cmd::RtnArgs>),
     /// Run a local demo: an edge on 127.0.0.1 with generated credentials and a UDP echo peer,
     /// and print how to point a TURN client at it.
     Demo(demo::DemoArgs),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Edge(args) => edge_cmd::run(*args),
         Command::Control(args) => control_cmd::run(*args),
+        Command::Rtn(args) => rtn_cmd::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::App(args) => admin_cli::run_app(args),
         Command::Edges(args) => admin_cli::run_edges(args),

@@ -187,7 +187,7 @@ async fn run(
             }
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     warn!(error = %e, failures, "control plane unreachable");
                 }
                 Duration::from_secs(1)

@@ -40,7 +40,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<(FrameKind, usize)>, DecodeError> 
     let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
     let total = match kind {
         FrameKind::Stun => {
-            if len % 4 != 0 {
+            if !len.is_multiple_of(4) {
                 return Err(DecodeError::UnalignedLength(len as u16));
             }
             HEADER_LEN + len

@@ -71,7 +71,7 @@ impl<'a> Message<'a> {
             return Err(DecodeError::BadMagicCookie(cookie));
         }
         let len = u16::from_be_bytes([buf[2], buf[3]]);
-        if len % 4 != 0 {
+        if !len.is_multiple_of(4) {
             return Err(DecodeError::UnalignedLength(len));
         }
         let total = HEADER_LEN + len as usize;
