@@ -438,7 +438,7 @@ impl Server {
         match buf.first().map(|b| b >> 6) {
             Some(0b01) => self.client_channel_data(now, from, buf),
             Some(0b00) => match Message::decode(buf) {
-                Ok(msg) => self.client_message(now, from, &msg, buf),
+                Ok(msg) => self.client_message(now, from, &msg),
                 Err(e) => self.malformed(from, buf, e),
             },
             _ => {
@@ -563,13 +563,7 @@ impl Server {
         }
     }
 
-    fn client_message(
-        &mut self,
-        now: Instant,
-        from: FiveTuple,
-        msg: &Message<'_>,
-        buf: &[u8],
-    ) -> Forward {
+    fn client_message(&mut self, now: Instant, from: FiveTuple, msg: &Message<'_>) -> Forward {
         let typ = msg.message_type();
         match typ.class {
             Class::Indication => match typ.method {
@@ -580,7 +574,7 @@ impl Server {
                 }
             },
             Class::Request => {
-                self.request(now, from, msg, buf);
+                self.request(now, from, msg);
                 Forward::None
             }
             // We send no requests, so responses are unexpected.
@@ -624,7 +618,7 @@ impl Server {
         Forward::ToPeer { relay, peer, range }
     }
 
-    fn request(&mut self, now: Instant, from: FiveTuple, msg: &Message<'_>, buf: &[u8]) {
+    fn request(&mut self, now: Instant, from: FiveTuple, msg: &Message<'_>) {
         let typ = msg.message_type();
         let txid = *msg.transaction_id();
         let fp = msg.has_fingerprint() || self.config.always_fingerprint;
@@ -692,7 +686,6 @@ impl Server {
             let key = auth.key.clone();
             self.respond_error(from, typ, txid, refusal, Some((auth.kind, &key)), fp);
         }
-        let _ = buf;
     }
 
     /// Checks the long-term credential (RFC 8489 §9.2.4). Sends the challenge or refusal
@@ -752,10 +745,8 @@ impl Server {
             if typ.method != Method::Allocate || msg.transaction_id() == &a.allocate_txid {
                 let key = a.key.clone();
                 if &*a.username != username {
-                    if msg.verify_integrity(kind, &key.0) {
-                        // Cannot happen with distinct usernames sharing a key, but keep the
-                        // order: integrity first, then identity.
-                    }
+                    // Another user's request on this 5-tuple changes nothing whether or not
+                    // its integrity would verify under that user's key: refuse it as such.
                     info!(client = %from.client, %typ, "441: username differs from the allocation's");
                     self.respond_error(from, typ, txid, Refusal::WrongCredentials, None, fp);
                     return None;
