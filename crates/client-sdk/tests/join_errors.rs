@@ -131,7 +131,7 @@ async fn each_control_plane_refusal_has_its_own_variant() {
     assert_eq!(c.connection_state(), ConnectionState::Disconnected);
     c.start_proxy_server(Some(4)).unwrap();
     c.stop_proxy_server().unwrap();
-    t.cp.shutdown().await;
+    t.shutdown().await;
 }
 
 #[tokio::test]

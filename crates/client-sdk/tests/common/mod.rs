@@ -2,54 +2,13 @@
 //! a fresh directory, a clock the test can read), fake and real edges, join tokens.
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use client_sdk::{Client, ClientConfig};
 use control_api::{App, EdgeHeartbeat, EdgeLoad, Ports};
 
-/// `n` distinct ports free for both UDP and TCP on 127.0.0.1 right now (copied from
-/// tests/integration/src/lib.rs). They come from the ephemeral range; relay ranges of test
-/// edges sit above it (65000-65499).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let mut out = Vec::new();
-    let mut held = Vec::new();
-    while out.len() < n {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = u.local_addr().expect("addr").port();
-        if let Ok(t) = TcpListener::bind(("127.0.0.1", port)) {
-            out.push(port);
-            held.push((u, t));
-        }
-    }
-    out
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "cloudproxy-sdk-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use integration_tests::free_ports;
 
 pub fn now_unix() -> u64 {
     SystemTime::now()
@@ -58,66 +17,31 @@ pub fn now_unix() -> u64 {
         .as_secs()
 }
 
-/// A control plane in-process and an admin client that trusts it.
+/// The repo's in-process control plane (`integration_tests::control::TestControl`: dev-mode
+/// TLS, SQLite store in a fresh directory), with the SDK-specific helpers below.
 pub struct TestControl {
-    pub cp: control_plane::ControlPlane,
-    pub http: reqwest::Client,
-    /// `https://127.0.0.1:PORT`.
-    pub base: String,
+    inner: integration_tests::control::TestControl,
     /// The dev certificate, PEM.
     pub ca_pem: String,
-    /// The dev certificate file (edges trust it through `control_ca`).
-    pub ca_file: PathBuf,
-    pub dir: TempDir,
+}
+
+impl std::ops::Deref for TestControl {
+    type Target = integration_tests::control::TestControl;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
 }
 
 impl TestControl {
     pub async fn start(tweak: impl FnOnce(&mut control_plane::ControlConfig)) -> Self {
-        let dir = TempDir::new("control");
-        let mut cfg = control_plane::ControlConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.0.clone(),
-            dev: true,
-            ..Default::default()
-        };
-        tweak(&mut cfg);
-        let store = control_plane::store::sqlite::SqliteStore::open(&cfg.data_dir).expect("store");
-        let clock: control_plane::Clock = Arc::new(now_unix);
-        let cp = control_plane::ControlPlane::start_with(cfg, Arc::new(store), clock)
-            .await
-            .expect("control plane starts");
-        let ca_pem = cp.ca_pem().expect("dev cert").to_owned();
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-            .build()
-            .unwrap();
-        let base = format!("https://127.0.0.1:{}", cp.local_addr().port());
-        let ca_file = dir.0.join("tls/cert.pem");
-        TestControl {
-            cp,
-            http,
-            base,
-            ca_pem,
-            ca_file,
-            dir,
-        }
+        let inner = integration_tests::control::TestControl::start(tweak).await;
+        let ca_pem = inner.cp.ca_pem().expect("dev cert").to_owned();
+        TestControl { inner, ca_pem }
     }
 
-    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.cp.admin_token())
-    }
-
-    pub async fn create_app(&self, body: serde_json::Value) -> App {
-        let r = self
-            .admin(reqwest::Method::POST, "/v1/admin/apps")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "create app: {}", r.text().await.unwrap());
-        r.json().await.unwrap()
+    /// Stops the control plane.
+    pub async fn shutdown(self) {
+        self.inner.cp.shutdown().await;
     }
 
     pub async fn update_app(&self, app_id: &str, body: serde_json::Value) {
@@ -147,18 +71,6 @@ impl TestControl {
             .await
             .unwrap();
         u.active_sessions
-    }
-
-    pub async fn heartbeat(&self, hb: &EdgeHeartbeat) {
-        let r = self
-            .http
-            .post(format!("{}/v1/edges/heartbeat", self.base))
-            .bearer_auth(self.cp.edge_token())
-            .json(hb)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "heartbeat: {}", r.text().await.unwrap());
     }
 
     /// A client of this control plane trusting its dev certificate (plus `extra_pem`).
