@@ -157,6 +157,7 @@ fn mac(certificate: &[u8], app_id: &str, channel: &str, uid: &str, expiry: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
 
     const NOW: u64 = 1_700_000_000;
     const CERT: &[u8] = b"5f1c0a7e0d8b4e2f9c3a6b1d7e8f9a0b";
@@ -167,20 +168,6 @@ mod tests {
 
     fn verify(token: &str, now: u64) -> Result<u64, JoinTokenError> {
         verify_join_token(token, "app1", CERT, "room-7", "42", now)
-    }
-
-    /// Deterministic xorshift64*, so the fuzz loop is reproducible.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     #[test]
@@ -395,23 +382,7 @@ mod tests {
             // Random request fields must not panic either.
             let _ = verify_join_token(&t, &s, CERT, &s, &s, NOW);
 
-            let mut m = t.clone().into_bytes();
-            for _ in 0..1 + rng.below(3) {
-                match rng.below(3) {
-                    0 if !m.is_empty() => {
-                        let i = rng.below(m.len());
-                        m[i] = alphabet[rng.below(alphabet.len())];
-                    }
-                    1 if !m.is_empty() => {
-                        m.remove(rng.below(m.len()));
-                    }
-                    _ => {
-                        let i = rng.below(m.len() + 1);
-                        m.insert(i, alphabet[rng.below(alphabet.len())]);
-                    }
-                }
-            }
-            let m = String::from_utf8_lossy(&m);
+            let m = rng.mutate(&t, alphabet);
             if m != t {
                 // Any change is refused, and never as "expired".
                 let r = verify(&m, NOW);

@@ -31,6 +31,8 @@
 #![warn(missing_docs)]
 
 pub mod join_token;
+#[cfg(test)]
+mod test_rng;
 pub mod ticket;
 
 pub use join_token::{mint_join_token, verify_join_token, JoinTokenError, MAX_JOIN_TOKEN_LEN};

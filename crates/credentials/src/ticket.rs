@@ -259,6 +259,7 @@ fn decode_payload(payload: &[u8]) -> Option<TicketClaims> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
     use crate::Secret;
 
     const NOW: u64 = 1_700_000_000;
@@ -289,20 +290,6 @@ mod tests {
             "{signed}.{}",
             URL_SAFE_NO_PAD.encode(mac(&k.secret, &signed))
         )
-    }
-
-    /// Deterministic xorshift64*, so the fuzz loops are reproducible.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     #[test]
@@ -592,23 +579,7 @@ mod tests {
             assert!(verify_ticket(&k, &s2, NOW).is_err());
 
             // Mutations of a genuine ticket: any change must be refused.
-            let mut m = t.clone().into_bytes();
-            for _ in 0..1 + rng.below(3) {
-                match rng.below(3) {
-                    0 if !m.is_empty() => {
-                        let i = rng.below(m.len());
-                        m[i] = alphabet[rng.below(alphabet.len())];
-                    }
-                    1 if !m.is_empty() => {
-                        m.remove(rng.below(m.len()));
-                    }
-                    _ => {
-                        let i = rng.below(m.len() + 1);
-                        m.insert(i, alphabet[rng.below(alphabet.len())]);
-                    }
-                }
-            }
-            let m = String::from_utf8_lossy(&m);
+            let m = rng.mutate(&t, alphabet);
             if m != t {
                 assert!(verify_ticket(&k, &m, NOW).is_err(), "{m}");
             }
