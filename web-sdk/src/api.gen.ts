@@ -522,6 +522,11 @@ export interface components {
             turn: components["schemas"]["TurnCredential"];
             /** @description Signed signalling ticket for the edges' relay. */
             ticket: string;
+            /**
+             * @description The media network's signalling gateways (`host:port`, best first) the ticket admits:
+             *     the client asks an edge's relay for `/ws?upstream=<one of these>&ticket=...`.
+             */
+            signal_upstreams?: string[];
             /** @description The mode the answer is for. */
             mode: components["schemas"]["TransportMode"];
         };

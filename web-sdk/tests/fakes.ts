@@ -120,6 +120,7 @@ export function answer(ids: string[], mode: 'udp' | 'tcp' | 'tls' = 'udp'): Prox
     session: 'sess-1',
     expires_at: 1_900_000_000,
     ticket: 'ticket-1',
+    signal_upstreams: ['10.0.0.9:8443'],
     mode,
     turn: { username: '1900000000:k1:sess-1', password: 'pw', expires_at: 1_900_000_000 },
     edges: ids.map((id) => ({

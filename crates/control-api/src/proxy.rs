@@ -87,6 +87,10 @@ pub struct ProxyResponse {
     pub turn: TurnCredential,
     /// Signed signalling ticket for the edges' relay.
     pub ticket: String,
+    /// The media network's signalling gateways (`host:port`, best first) the ticket admits:
+    /// the client asks an edge's relay for `/ws?upstream=<one of these>&ticket=...`.
+    #[serde(default)]
+    pub signal_upstreams: Vec<String>,
     /// The mode the answer is for.
     pub mode: TransportMode,
 }

@@ -266,6 +266,7 @@ async fn proxy_inner(
     );
     info!(app = %app.app_id, %session, mode = ?req.mode, %region, edges = chosen.len(), "proxy session admitted");
     Ok(ProxyResponse {
+        signal_upstreams: s.cfg.rtn_upstreams.clone(),
         edges: chosen.iter().map(|e| offer(e, req.mode, &turn)).collect(),
         session,
         expires_at: record.lease_expires,
