@@ -10,9 +10,10 @@
 #![warn(missing_docs)]
 
 mod media;
-#[allow(missing_docs)] // fields are documented in PROTOCOL.md
-pub mod protocol;
 mod signal;
+
+/// The signalling messages (one definition with the SDK, in the `rtn-proto` crate).
+pub use rtn_proto as protocol;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,4 +1,7 @@
-//! The JSON messages of the `/signal` WebSocket (see `PROTOCOL.md`).
+//! The JSON messages of the stand-in media network's `/signal` WebSocket (see
+//! `crates/rtn/PROTOCOL.md`): one definition for the gateway (`rtn`) and the SDK (`client-sdk`).
+#![forbid(unsafe_code)]
+#![allow(missing_docs)] // fields are documented in PROTOCOL.md
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +52,8 @@ pub enum ServerMsg {
 }
 
 impl ServerMsg {
-    pub(crate) fn error(code: &str, message: impl Into<String>) -> Self {
+    /// An `error` message.
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
         ServerMsg::Error {
             code: code.to_string(),
             message: message.into(),
