@@ -43,15 +43,48 @@ export function buildProxyRequest(
   return body;
 }
 
-/** `https://control.example.com/` → `https://control.example.com`; throws on anything but http(s). */
+/**
+ * `https://control.example.com/` → `https://control.example.com`. `http://` only for a
+ * loopback host (`localhost`, `127.0.0.0/8`, `[::1]`), which browsers treat as a secure
+ * context (a demo page served by `cloudproxy` on this machine); anything else must be
+ * `https://`. Throws INVALID_PARAMETER otherwise.
+ */
 export function normalizeControlUrl(url: unknown): string {
-  if (typeof url !== 'string' || !/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/i.test(url)) {
+  const m = typeof url === 'string' ? /^(https?):\/\/([^\s/?#]+)(\/[^\s?#]*)?$/i.exec(url) : null;
+  if (!m) {
     throw new CloudProxyError(
       'INVALID_PARAMETER',
-      `controlUrl must be an http(s):// URL, got ${typeof url === 'string' ? JSON.stringify(url) : typeof url}`,
+      `controlUrl must be an https:// URL, got ${typeof url === 'string' ? JSON.stringify(url) : typeof url}`,
     );
   }
-  return url.replace(/\/+$/, '');
+  if ((m[1] as string).toLowerCase() === 'http' && !isLoopbackAuthority(m[2] as string)) {
+    throw new CloudProxyError(
+      'INVALID_PARAMETER',
+      `controlUrl must be https:// (http:// only for localhost, 127.0.0.0/8 or [::1]), got ${JSON.stringify(url)}`,
+    );
+  }
+  return (url as string).replace(/\/+$/, '');
+}
+
+/** `host[:port]` names a loopback host: `localhost`, an address in 127.0.0.0/8, or `[::1]`. */
+export function isLoopbackAuthority(authority: string): boolean {
+  if (authority.includes('@')) return false;
+  let host: string;
+  if (authority.startsWith('[')) {
+    const end = authority.indexOf(']');
+    if (end < 0) return false;
+    host = authority.slice(1, end);
+    // ::1 in any spelling (0:0:0:0:0:0:0:1, 0::1, ...).
+    return /^[0:]*:0*1$/.test(host) && host.includes(':');
+  }
+  host = authority.replace(/:\d{1,5}$/, '').toLowerCase();
+  if (host === 'localhost' || host === 'localhost.') return true;
+  const parts = host.split('.');
+  return (
+    parts.length === 4 &&
+    parts[0] === '127' &&
+    parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)
+  );
 }
 
 function isApiError(v: unknown): v is ApiError {

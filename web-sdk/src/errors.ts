@@ -39,15 +39,26 @@ export type CloudProxyErrorCode =
    * a second join, and a join that leave() cancelled ("join cancelled by leave").
    */
   | 'INVALID_OPERATION'
-  /** The part of the SDK that would do this does not exist yet (RTN signalling). */
-  | 'NOT_IMPLEMENTED'
   | JoinErrorCode
   /** The proxy-info request did not get an HTTP answer (network error or timeout). */
   | 'CONTROL_PLANE_UNREACHABLE'
   /** The control plane answered something else: another code, a body that is not JSON, a malformed answer. */
   | 'UNEXPECTED_ANSWER'
   /** No offered edge produced a relay candidate; `details.tried` lists what was tried. */
-  | 'EDGE_UNREACHABLE';
+  | 'EDGE_UNREACHABLE'
+  /**
+   * The media network's signalling gateway could not be reached: the WebSocket did not open,
+   * closed before the gateway's `joined`, or no answer came within `signalTimeoutMs`. What a
+   * firewalled direct join reports. `details.url` is the WebSocket URL (ticket redacted).
+   */
+  | 'SIGNAL_UNREACHABLE'
+  /**
+   * The signalling gateway answered `join` with an `error`: `details.signalCode` is the media
+   * network's code (`INVALID_TOKEN`, `TOKEN_EXPIRED`, `UID_IN_USE`, `UNKNOWN_APP`, ...).
+   */
+  | 'SIGNAL_REFUSED'
+  /** `subscribe(uid, mediaType)`: that user's track did not arrive within `subscribeTimeoutMs`. */
+  | 'SUBSCRIBE_TIMEOUT';
 
 /** One edge the SDK tried during failover, and why it was given up. */
 export interface EdgeAttempt {
@@ -74,6 +85,10 @@ export interface CloudProxyErrorDetails {
   url?: string;
   /** Edges tried, in order (EDGE_UNREACHABLE). */
   tried?: EdgeAttempt[];
+  /** The media network's error code (SIGNAL_REFUSED): `INVALID_TOKEN`, `UID_IN_USE`, ... */
+  signalCode?: string;
+  /** How long the failed step took, ms (SIGNAL_UNREACHABLE). */
+  elapsedMs?: number;
   /** The underlying error, if any. */
   cause?: unknown;
 }
@@ -104,16 +119,9 @@ const RETRYABLE: readonly CloudProxyErrorCode[] = [
   'NO_EDGE_AVAILABLE',
   'CONTROL_PLANE_UNREACHABLE',
   'EDGE_UNREACHABLE',
+  'SIGNAL_UNREACHABLE',
 ];
 
 export function isCloudProxyError(e: unknown): e is CloudProxyError {
   return e instanceof CloudProxyError;
-}
-
-/** The error publish/subscribe throw until the RTN signalling gateway exists. */
-export function notImplemented(what: string): CloudProxyError {
-  return new CloudProxyError(
-    'NOT_IMPLEMENTED',
-    `${what}: not implemented yet: needs the RTN signalling gateway`,
-  );
 }

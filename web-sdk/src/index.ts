@@ -4,10 +4,12 @@
  * ```ts
  * import { createClient } from './cloudproxy-sdk.js';
  * const client = createClient({ controlUrl: 'https://proxy.example.com' });
- * client.on('is-using-cloud-proxy', (e) => console.log(e.using, e.transport));
+ * client.on('is-using-cloud-proxy', (e) => console.log(e.using, e.transport, e.relayProtocol));
+ * client.on('user-published', ({ uid, mediaType, track }) => show(uid, mediaType, track));
  * client.startProxyServer(5);                 // TLS 443 only
  * await client.join(appId, channel, token, uid);
- * const pc = client.createPeerConnection();   // relay-only through the chosen edge
+ * const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+ * await client.publish(media.getTracks());
  * ```
  */
 
@@ -20,10 +22,32 @@ export {
   type CloudProxySession,
   type ConnectionStateChangeEvent,
   type JoinInfo,
-  type RemoteTrackEvent,
   type Route,
   type UsingCloudProxyEvent,
+  signalUrlFor,
 } from './client.js';
+export {
+  msidToken,
+  stoppedMids,
+  type MediaStateEvent,
+  type MediaStats,
+  type MediaType,
+  type RemoteTrackEvent,
+  type RemoteUser,
+  type UserEvent,
+} from './media.js';
+export {
+  cloudSignalUrl,
+  parseRtnSignalUrl,
+  parseServerMessage,
+  redactUrl,
+  selfHostedSignalUrl,
+  type ClientMessage,
+  type CloudSignalTarget,
+  type RtnSignalUrl,
+  type ServerMessage,
+  type WebSocketCtor,
+} from './signal.js';
 export {
   CloudProxyError,
   isCloudProxyError,
@@ -62,6 +86,7 @@ export {
 export {
   buildProxyRequest,
   errorFromAnswer,
+  isLoopbackAuthority,
   type EdgeOffer,
   type FetchLike,
   type IceServer,

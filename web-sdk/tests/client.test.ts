@@ -2,7 +2,7 @@
 
 import { describe, expect, it, vi } from 'vitest';
 import { CloudProxyError, createClient, type ClientConfig, type EdgeAttempt, type UsingCloudProxyEvent } from '../src/index.js';
-import { answer, fakePeerConnection, recordingFetch, sleep, type Behaviour } from './fakes.js';
+import { answer, fakeGateway, fakePeerConnection, gatewayConfig, recordingFetch, sleep, type Behaviour } from './fakes.js';
 
 function setup(
   edges: string[],
@@ -16,10 +16,13 @@ function setup(
       : { status: 200, body: answer(edges, (call.body as { mode: 'udp' | 'tcp' | 'tls' }).mode) },
   );
   const pcs = fakePeerConnection(behave);
+  const gw = fakeGateway();
   const client = createClient({
     controlUrl: 'https://control.test',
     fetch,
     RTCPeerConnection: pcs.Ctor,
+    WebSocket: gw.Ctor,
+    rtnSignalUrl: 'ws://rtn.test:8443/signal',
     edgeProbeTimeoutMs: 50,
     ...extra,
   });
@@ -27,7 +30,7 @@ function setup(
   const proxyEvents: UsingCloudProxyEvent[] = [];
   client.on('connection-state-change', (e) => events.push(`${e.previous}>${e.current}${e.reason ? `:${e.reason}` : ''}`));
   client.on('is-using-cloud-proxy', (e) => proxyEvents.push(e));
-  return { client, calls, pcs, events, proxyEvents };
+  return { client, calls, pcs, events, proxyEvents, gw };
 }
 
 describe('join through the cloud proxy', () => {
@@ -49,10 +52,13 @@ describe('join through the cloud proxy', () => {
     });
     expect(r.rtcConfiguration).toEqual(cfg);
     // The probe used exactly that configuration, had a data channel to gather for, and was closed.
-    expect(pcs.instances).toHaveLength(1);
+    // The second one is the media connection, with the same configuration.
+    expect(pcs.instances).toHaveLength(2);
     expect(pcs.instances[0]!.config).toEqual(cfg);
     expect(pcs.instances[0]!.dataChannels).toEqual(['cloudproxy-probe']);
     expect(pcs.instances[0]!.closed).toBe(true);
+    expect(pcs.instances[1]!.config).toEqual(cfg);
+    expect(pcs.instances[1]!.closed).toBe(false);
     expect(events).toEqual(['DISCONNECTED>CONNECTING', 'CONNECTING>CONNECTED']);
     expect(proxyEvents).toEqual([{ using: true, transport: 'tls', edgeId: 'e1', relayProtocol: 'tls' }]);
     expect(client.joinInfo()).toEqual(r);
@@ -70,7 +76,7 @@ describe('join through the cloud proxy', () => {
     expect(r.route.tried[0]!.reason).toContain('no relay candidate within 50 ms');
     expect(r.route.tried[1]!.reason).toContain('TURN allocate failed');
     expect(client.rtcConfiguration().iceServers![0]!.urls).toEqual(['turn:e3.edge.test:3478?transport=udp']);
-    expect(pcs.instances.map((p) => p.closed)).toEqual([true, true, true]);
+    expect(pcs.instances.map((p) => p.closed)).toEqual([true, true, true, false]);
     expect(proxyEvents).toEqual([{ using: true, transport: 'udp', edgeId: 'e3', relayProtocol: null }]);
   });
 
@@ -78,7 +84,7 @@ describe('join through the cloud proxy', () => {
     const { client, pcs } = setup(['e1', 'e2'], () => ({ kind: 'relay' }));
     client.startProxyServer();
     await client.join('app', 'ch', 'tok', 7);
-    expect(pcs.instances).toHaveLength(1);
+    expect(pcs.instances).toHaveLength(2); // one probe, then media
   });
 
   it('EDGE_UNREACHABLE lists every edge tried and releases the session', async () => {
@@ -151,7 +157,7 @@ describe('join through the cloud proxy', () => {
   it('leave while the proxy-info request is in flight cancels it', async () => {
     const { fetch } = recordingFetch(() => new Promise(() => undefined));
     const { Ctor } = fakePeerConnection(() => ({ kind: 'relay' }));
-    const client = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor });
+    const client = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, ...gatewayConfig() });
     client.startProxyServer();
     const joining = client.join('app', 'ch', 'tok', 7).catch((e: unknown) => e);
     await client.leave();
@@ -170,7 +176,7 @@ describe('join through the cloud proxy', () => {
       return { status: 200, body: a };
     });
     const { Ctor } = fakePeerConnection(() => ({ kind: 'relay' }));
-    const client = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor });
+    const client = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, ...gatewayConfig() });
     client.startProxyServer();
     const first = client.join('app', 'ch', 'tok', 7).catch((e: unknown) => e);
     await client.leave();
@@ -209,7 +215,7 @@ describe('join through the cloud proxy', () => {
 
   it('without RTCPeerConnection the join fails at once with NOT_SUPPORTED, before any request', async () => {
     const { fetch, calls } = recordingFetch(async () => ({ status: 200, body: answer(['e1']) }));
-    const client = createClient({ controlUrl: 'https://control.test', fetch });
+    const client = createClient({ controlUrl: 'https://control.test', fetch, ...gatewayConfig() });
     client.startProxyServer();
     await expect(client.join('app', 'ch', 'tok', 7)).rejects.toMatchObject({ code: 'NOT_SUPPORTED' });
     expect(calls).toHaveLength(0);
@@ -233,7 +239,8 @@ describe('routes without the cloud proxy (as the Rust SDK)', () => {
       iceTransportPolicy: 'relay',
     });
     expect(calls).toHaveLength(0);
-    expect(pcs.instances).toHaveLength(0);
+    expect(pcs.instances).toHaveLength(1); // media only, no probe
+    expect(pcs.instances[0]!.config).toEqual(client.rtcConfiguration());
     expect(proxyEvents).toEqual([{ using: false, transport: null }]);
   });
 
@@ -245,9 +252,10 @@ describe('routes without the cloud proxy (as the Rust SDK)', () => {
     expect(r.rtcConfiguration).toEqual({ iceServers: [] });
   });
 
-  it('no proxy: a direct route, no request, no peer connection needed', async () => {
+  it('no proxy: a direct route, no request to the control plane', async () => {
     const { fetch, calls } = recordingFetch(async () => ({ status: 500 }));
-    const client = createClient({ controlUrl: 'https://control.test', fetch });
+    const { Ctor } = fakePeerConnection(() => ({ kind: 'silent' }));
+    const client = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, ...gatewayConfig() });
     const seen: unknown[] = [];
     client.on('is-using-cloud-proxy', (e) => seen.push(e));
     const r = await client.join('app', 'ch', 'tok', 7);
@@ -260,20 +268,13 @@ describe('routes without the cloud proxy (as the Rust SDK)', () => {
   });
 });
 
-describe('not implemented yet (needs the RTN signalling gateway)', () => {
-  it('publish, unpublish and subscribe reject with NOT_IMPLEMENTED once joined', async () => {
-    const { client } = setup(['e1'], () => ({ kind: 'relay' }));
-    client.startProxyServer();
-    await client.join('app', 'ch', 'tok', 7);
-    for (const p of [client.publish([]), client.unpublish(), client.subscribe(8, 'video')]) {
-      await expect(p).rejects.toThrow(/NOT_IMPLEMENTED: .*not implemented yet: needs the RTN signalling gateway/);
-    }
-    expect(client.connectionState).toBe('CONNECTED');
-  });
-
-  it('publish before join is INVALID_OPERATION', async () => {
+describe('media calls need a joined channel', () => {
+  it('publish, unpublish, subscribe, mediaStats before join are INVALID_OPERATION', async () => {
     const { client } = setup(['e1'], () => ({ kind: 'relay' }));
     await expect(client.publish([])).rejects.toMatchObject({ code: 'INVALID_OPERATION' });
+    await expect(client.unpublish()).rejects.toMatchObject({ code: 'INVALID_OPERATION' });
+    await expect(client.subscribe('u', 'video')).rejects.toMatchObject({ code: 'INVALID_OPERATION' });
+    await expect(client.mediaStats()).rejects.toMatchObject({ code: 'INVALID_OPERATION' });
     expect(() => client.createPeerConnection()).toThrow(/INVALID_OPERATION/);
   });
 });

@@ -11,7 +11,7 @@ import {
   type CloudProxyErrorCode,
 } from '../src/index.js';
 import { parseProxyAnswer } from '../src/control.js';
-import { answer, fakePeerConnection, recordingFetch } from './fakes.js';
+import { answer, fakePeerConnection, gatewayConfig, recordingFetch } from './fakes.js';
 
 const URL_ = 'https://control.test/v1/proxy';
 const doc = JSON.parse(readFileSync(new URL('../../docs/openapi.json', import.meta.url), 'utf8'));
@@ -43,7 +43,7 @@ describe('request body', () => {
   ] as const)('join after startProxyServer(%s) POSTs mode %s to /v1/proxy', async (mode, transport) => {
     const { fetch, calls } = recordingFetch(async () => ({ status: 200, body: answer(['e1'], transport) }));
     const { Ctor } = fakePeerConnection(() => ({ kind: 'relay' }));
-    const c = createClient({ controlUrl: 'https://control.test/', fetch, RTCPeerConnection: Ctor, area: 'EU' });
+    const c = createClient({ controlUrl: 'https://control.test/', fetch, RTCPeerConnection: Ctor, ...gatewayConfig(), area: 'EU' });
     if (mode === undefined) c.startProxyServer();
     else c.startProxyServer(mode);
     await c.join('app-1', 'room', 'tok', 1234);
@@ -58,7 +58,7 @@ describe('request body', () => {
   it('validates join arguments before any request', async () => {
     const { fetch, calls } = recordingFetch(async () => ({ status: 200, body: answer(['e1']) }));
     const { Ctor } = fakePeerConnection(() => ({ kind: 'relay' }));
-    const c = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor });
+    const c = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, ...gatewayConfig() });
     c.startProxyServer();
     for (const args of [
       ['', 'ch', 't', 1],
@@ -126,7 +126,7 @@ describe('error bodies', () => {
   it.each(JOIN_ERROR_CODES.map((c) => [c]))('join rejects with %s and returns to DISCONNECTED', async (code) => {
     const { fetch } = recordingFetch(async () => ({ status: statuses[code]!, raw: body(code) }));
     const { Ctor, instances } = fakePeerConnection(() => ({ kind: 'relay' }));
-    const c = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor });
+    const c = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, ...gatewayConfig() });
     const states: string[] = [];
     c.on('connection-state-change', (e) => states.push(`${e.previous}>${e.current}${e.reason ? `:${e.reason}` : ''}`));
     c.startProxyServer(4);
@@ -143,7 +143,7 @@ describe('error bodies', () => {
       throw new TypeError('fetch failed');
     };
     const { Ctor } = fakePeerConnection(() => ({ kind: 'relay' }));
-    const c = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor });
+    const c = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, ...gatewayConfig() });
     c.startProxyServer();
     const err = await c.join('app', 'ch', 't', 'u').catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'CONTROL_PLANE_UNREACHABLE', details: { url: URL_ } });
@@ -154,7 +154,7 @@ describe('error bodies', () => {
   it('a control plane that never answers is CONTROL_PLANE_UNREACHABLE after controlTimeoutMs', async () => {
     const { fetch } = recordingFetch(() => new Promise(() => undefined));
     const { Ctor } = fakePeerConnection(() => ({ kind: 'relay' }));
-    const c = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, controlTimeoutMs: 30 });
+    const c = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, ...gatewayConfig(), controlTimeoutMs: 30 });
     c.startProxyServer();
     const t0 = Date.now();
     await expect(c.join('app', 'ch', 't', 'u')).rejects.toMatchObject({ code: 'CONTROL_PLANE_UNREACHABLE' });

@@ -3,7 +3,7 @@
  * here talks to a network.
  */
 
-import type { FetchLike, PeerConnectionCtor, ProxyResponse } from '../src/index.js';
+import type { FetchLike, PeerConnectionCtor, ProxyResponse, WebSocketCtor } from '../src/index.js';
 
 /** How a fake peer connection behaves for a given ICE configuration. */
 export type Behaviour =
@@ -20,6 +20,52 @@ export interface FakePcRecord {
   config: RTCConfiguration | undefined;
   closed: boolean;
   dataChannels: string[];
+  /** The fake itself, for the media tests to drive (connection state, stats). */
+  pc: FakePc;
+  /** Descriptions applied, in order: `local:offer`, `remote:answer`, ... */
+  log: string[];
+  /** Tracks added with addTransceiver. */
+  transceivers: FakeTransceiver[];
+}
+
+/** The parts of a transceiver the SDK uses. */
+export interface FakeTransceiver {
+  mid: string | null;
+  direction: string;
+  currentDirection: string | null;
+  stopped: boolean;
+  sender: { track: unknown };
+  receiver: { track: unknown };
+  stop(): void;
+}
+
+/** What the media tests do with a fake peer connection. */
+export interface FakePc {
+  connectionState: string;
+  signalingState: string;
+  /** Sets connectionState and fires connectionstatechange. */
+  setConnectionState(s: string): void;
+  /** What getStats() returns. */
+  stats: Record<string, unknown>[];
+  getTransceivers(): FakeTransceiver[];
+}
+
+/** A fake remote/local track. */
+export function fakeTrack(kind: 'audio' | 'video', id = `${kind}-${Math.random().toString(36).slice(2, 8)}`) {
+  return { kind, id, readyState: 'live' } as unknown as MediaStreamTrack;
+}
+
+/**
+ * A server SDP with one m-section per entry: `[mid, kind, streamId, port]` (port 0 = stopped).
+ * The fake peer connection reads exactly these lines.
+ */
+export function serverSdp(sections: [string, 'audio' | 'video' | 'application', string, number][]): string {
+  let sdp = 'v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n';
+  for (const [mid, kind, stream, port] of sections) {
+    sdp += `m=${kind} ${port} UDP/TLS/RTP/SAVPF 96\r\na=mid:${mid}\r\n`;
+    if (kind !== 'application') sdp += `a=sendonly\r\na=msid:${stream} ${stream}-${kind}-${mid}\r\n`;
+  }
+  return sdp;
 }
 
 /** A fake RTCPeerConnection class whose behaviour is chosen from the first ICE URL. */
@@ -28,26 +74,88 @@ export function fakePeerConnection(choose: (firstUrl: string) => Behaviour): {
   instances: FakePcRecord[];
 } {
   const instances: FakePcRecord[] = [];
-  class FakePeerConnection extends EventTarget {
+  class FakePeerConnection extends EventTarget implements FakePc {
     readonly record: FakePcRecord;
     readonly #behaviour: Behaviour;
+    connectionState = 'new';
+    signalingState = 'stable';
+    localDescription: { type: string; sdp: string } | null = null;
+    stats: Record<string, unknown>[] = [];
+    #transceivers: FakeTransceiver[] = [];
+    #offers = 0;
     constructor(config?: RTCConfiguration) {
       super();
       const first = config?.iceServers?.[0]?.urls;
       const url = Array.isArray(first) ? (first[0] ?? '') : (first ?? '');
       this.#behaviour = choose(url);
       if (this.#behaviour.kind === 'throw') throw new Error(this.#behaviour.message);
-      this.record = { config, closed: false, dataChannels: [] };
+      this.record = { config, closed: false, dataChannels: [], pc: this, log: [], transceivers: [] };
       instances.push(this.record);
     }
     createDataChannel(label: string) {
       this.record.dataChannels.push(label);
       return { label };
     }
-    async createOffer() {
-      return { type: 'offer', sdp: 'v=0\r\n' };
+    addTransceiver(track: MediaStreamTrack, init: { direction: string }) {
+      const t = this.#transceiver(null, init.direction, track);
+      this.record.transceivers.push(t);
+      return t;
     }
-    async setLocalDescription() {
+    getTransceivers() {
+      return this.#transceivers.filter((t) => !t.stopped);
+    }
+    removeTrack() {}
+    setConnectionState(s: string) {
+      this.connectionState = s;
+      this.dispatchEvent(new Event('connectionstatechange'));
+    }
+    async getStats() {
+      return new Map(this.stats.map((r) => [r['id'] as string, r]));
+    }
+    async createOffer() {
+      this.#offers += 1;
+      const lines = this.#transceivers.map((t) => `m=${(t.sender.track as { kind: string }).kind} ${t.stopped ? 0 : 9}`);
+      return { type: 'offer', sdp: `v=0\r\no=- ${this.#offers}\r\n${lines.join('\r\n')}` };
+    }
+    async createAnswer() {
+      return { type: 'answer', sdp: 'v=0\r\no=- answer\r\n' };
+    }
+    async setRemoteDescription(d: { type: string; sdp?: string }) {
+      if (this.record.closed) throw new Error('closed');
+      this.record.log.push(`remote:${d.type}`);
+      if (d.type === 'rollback') {
+        this.signalingState = 'stable';
+        return;
+      }
+      if (d.type === 'offer' && this.signalingState !== 'stable') throw new Error(`offer in state ${this.signalingState}`);
+      if (d.type === 'answer' && this.signalingState !== 'have-local-offer') throw new Error(`answer in state ${this.signalingState}`);
+      if (d.sdp?.includes('BROKEN')) throw new Error('bad sdp');
+      this.signalingState = d.type === 'offer' ? 'have-remote-offer' : 'stable';
+      if (d.type !== 'offer') return;
+      for (const sec of (d.sdp ?? '').split(/\r\n(?=m=)/).slice(1)) {
+        const [, kind, port] = /^m=(\S+) (\d+)/.exec(sec) ?? [];
+        const mid = /a=mid:(\S+)/.exec(sec)?.[1] ?? '';
+        const msid = /a=msid:(\S+) (\S+)/.exec(sec);
+        const existing = this.#transceivers.find((t) => t.mid === mid);
+        if (port === '0') {
+          if (existing) existing.stopped = true;
+          continue;
+        }
+        if (existing || (kind !== 'audio' && kind !== 'video') || !msid) continue;
+        const track = { kind, id: msid[2], readyState: 'live' };
+        const t = this.#transceiver(mid, 'recvonly', null, track);
+        const ev = Object.assign(new Event('track'), { track, streams: [{ id: msid[1] }], transceiver: t });
+        this.dispatchEvent(ev);
+      }
+    }
+    async setLocalDescription(d?: { type: string; sdp?: string }) {
+      if (d) {
+        this.record.log.push(`local:${d.type}`);
+        if (d.type === 'rollback') this.signalingState = 'stable';
+        else if (d.type === 'offer') this.signalingState = 'have-local-offer';
+        else if (d.type === 'answer') this.signalingState = 'stable';
+        if (d.type !== 'rollback') this.localDescription = { type: d.type, sdp: d.sdp ?? '' };
+      }
       const b = this.#behaviour;
       setTimeout(() => {
         if (this.record.closed) return;
@@ -68,6 +176,22 @@ export function fakePeerConnection(choose: (firstUrl: string) => Behaviour): {
     }
     close() {
       this.record.closed = true;
+      this.connectionState = 'closed';
+    }
+    #transceiver(mid: string | null, direction: string, sent: unknown, received: unknown = null): FakeTransceiver {
+      const t: FakeTransceiver = {
+        mid,
+        direction,
+        currentDirection: null,
+        stopped: false,
+        sender: { track: sent },
+        receiver: { track: received },
+        stop() {
+          t.stopped = true;
+        },
+      };
+      this.#transceivers.push(t);
+      return t;
     }
     #candidate(c: object | null) {
       this.dispatchEvent(Object.assign(new Event('icecandidate'), { candidate: c }));
@@ -146,4 +270,109 @@ export function answer(ids: string[], mode: 'udp' | 'tcp' | 'tls' = 'udp'): Prox
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** What a fake gateway does with `join`. */
+export type GatewayBehaviour =
+  /** Answers `joined` with these members. */
+  | { kind: 'ok'; members?: string[] }
+  /** Answers `error` with this rtn code. */
+  | { kind: 'refuse'; code: string }
+  /** The WebSocket never opens and closes with 1006 (a refused connection). */
+  | { kind: 'unreachable' }
+  /** Opens, then says nothing (a gateway or relay that hangs). */
+  | { kind: 'silent' }
+  /** Never opens and never closes (a firewall dropping SYNs). */
+  | { kind: 'black-hole' }
+  /** Opens, then closes before answering join. */
+  | { kind: 'close-after-join' };
+
+export interface FakeSocket {
+  url: string;
+  /** Messages the client sent, parsed. */
+  sent: Record<string, unknown>[];
+  closed: boolean;
+  /** The gateway sends a message. */
+  serverSend(m: Record<string, unknown>): void;
+  /** The gateway (or a relay) closes the socket. */
+  serverClose(code?: number): void;
+}
+
+/**
+ * A fake WebSocket class standing in for the rtn gateway. `autoAnswer` answers every client
+ * offer with an answer (as the real gateway does); turn it off to script crossing offers.
+ */
+export function fakeGateway(behaviour: GatewayBehaviour | ((url: string) => GatewayBehaviour) = { kind: 'ok' }, autoAnswer = true) {
+  const sockets: FakeSocket[] = [];
+  const choose = typeof behaviour === 'function' ? behaviour : () => behaviour;
+  class FakeWebSocket extends EventTarget implements FakeSocket {
+    readonly url: string;
+    readonly sent: Record<string, unknown>[] = [];
+    closed = false;
+    readyState = 0;
+    readonly #b: GatewayBehaviour;
+    constructor(url: string) {
+      super();
+      this.url = url;
+      this.#b = choose(url);
+      sockets.push(this);
+      setTimeout(() => {
+        if (this.closed) return;
+        if (this.#b.kind === 'unreachable') return this.serverClose(1006);
+        if (this.#b.kind === 'black-hole') return;
+        this.readyState = 1;
+        this.dispatchEvent(new Event('open'));
+      }, 1);
+    }
+    send(text: string) {
+      if (this.readyState !== 1) throw new Error('not open');
+      const m = JSON.parse(text) as Record<string, unknown>;
+      this.sent.push(m);
+      const b = this.#b;
+      if (m['type'] === 'join') {
+        if (b.kind === 'ok') this.#later({ type: 'joined', uid: m['uid'], members: b.members ?? [] });
+        else if (b.kind === 'refuse') this.#later({ type: 'error', code: b.code, message: 'refused by the fake' });
+        else if (b.kind === 'close-after-join') setTimeout(() => this.serverClose(1011), 1);
+      } else if (m['type'] === 'offer' && autoAnswer) {
+        this.#later({ type: 'answer', sdp: 'v=0\r\no=- server-answer\r\n' });
+      } else if (m['type'] === 'leave') {
+        this.#later({ type: 'left' });
+      }
+    }
+    close() {
+      if (this.closed) return;
+      this.closed = true;
+      this.readyState = 3;
+      setTimeout(() => this.dispatchEvent(Object.assign(new Event('close'), { code: 1000, reason: '' })), 0);
+    }
+    serverSend(m: Record<string, unknown>) {
+      if (this.closed) return;
+      this.dispatchEvent(Object.assign(new Event('message'), { data: JSON.stringify(m) }));
+    }
+    serverClose(code = 1006) {
+      if (this.closed) return;
+      this.closed = true;
+      this.readyState = 3;
+      if (code === 1006) this.dispatchEvent(new Event('error'));
+      this.dispatchEvent(Object.assign(new Event('close'), { code, reason: '' }));
+    }
+    #later(m: Record<string, unknown>) {
+      setTimeout(() => this.serverSend(m), 1);
+    }
+  }
+  return { Ctor: FakeWebSocket as unknown as WebSocketCtor, sockets };
+}
+
+/** Waits until `cond()` holds (polling), at most `ms`. */
+export async function until(cond: () => boolean, ms = 1000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('until: condition not met in time');
+    await sleep(2);
+  }
+}
+
+/** Signalling for a client under test: a fake gateway that answers `joined`, and an rtnSignalUrl. */
+export function gatewayConfig(behaviour: GatewayBehaviour = { kind: 'ok' }) {
+  return { WebSocket: fakeGateway(behaviour).Ctor, rtnSignalUrl: 'ws://rtn.test:8443/signal' };
 }

@@ -15,7 +15,7 @@ import {
   type CloudProxyErrorCode,
   type ProxySetting,
 } from '../src/index.js';
-import { answer, fakePeerConnection, recordingFetch } from './fakes.js';
+import { answer, fakePeerConnection, gatewayConfig, recordingFetch } from './fakes.js';
 
 const PROXY = { address: 'proxy.corp.example', tlsPort: 443 };
 const TURN = { host: 'turn.corp.example', port: 3478, username: 'u', password: 'p', transport: 'udp' };
@@ -171,7 +171,7 @@ function clientSubject(): Subject {
     if (hold) await new Promise(() => undefined);
     return { status: 200, body: answer(['e1'], (call.body as { mode: 'udp' | 'tcp' | 'tls' }).mode) };
   });
-  const c: CloudProxyClient = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor });
+  const c: CloudProxyClient = createClient({ controlUrl: 'https://control.test', fetch, RTCPeerConnection: Ctor, ...gatewayConfig() });
   return {
     async run(step) {
       switch (step[0]) {
