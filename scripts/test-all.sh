@@ -27,8 +27,8 @@ done
 step "cargo test (unit, RFC vectors, sans-IO server, interop, security)"
 cargo test --workspace --locked -- --test-threads=2
 
-step "web SDK: install, build, type checks and unit tests"
-(cd web-sdk && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)
+step "web SDK: install, build, demo bundle up to date, type checks and unit tests"
+(cd web-sdk && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm run check-bundle && npm test)
 
 step "benchmark smoke runs (small and unoptimised: they prove the tools run, not speed)"
 cargo run --locked -q -p bench --bin proxy_info -- --requests 300 --concurrency 8 --seconds 60

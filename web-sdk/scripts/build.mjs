@@ -1,30 +1,25 @@
-// `npm run build`: one ES module (dist/cloudproxy-sdk.js) with esbuild, then type
-// declarations (dist/*.d.ts) with tsc, which also type-checks the sources.
-import { rmSync } from 'node:fs';
+// `npm run build`: one ES module (dist/cloudproxy-sdk.js + .map) with esbuild, a copy of it for
+// the demo page (crates/cloudproxy/assets/demo/cloudproxy-sdk.js, without the source map
+// comment; committed, embedded by the Rust binary), then type declarations (dist/*.d.ts) with
+// tsc, which also type-checks the sources. `npm run check-bundle` fails when the committed copy
+// is stale.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { dirname, join, relative } from 'node:path';
+import { bundle, demoCopy, demoText, root } from './bundle-lib.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 rmSync(join(root, 'dist'), { recursive: true, force: true });
-
-await build({
-  absWorkingDir: root,
-  entryPoints: ['src/index.ts'],
-  outfile: 'dist/cloudproxy-sdk.js',
-  bundle: true,
-  format: 'esm',
-  platform: 'browser',
-  target: ['es2022', 'chrome100', 'firefox100', 'safari16'],
-  sourcemap: true,
-  legalComments: 'none',
-  logLevel: 'info',
-});
+mkdirSync(join(root, 'dist'), { recursive: true });
+const { js, map } = await bundle();
+writeFileSync(join(root, 'dist/cloudproxy-sdk.js'), js);
+writeFileSync(join(root, 'dist/cloudproxy-sdk.js.map'), map);
+mkdirSync(dirname(demoCopy), { recursive: true });
+writeFileSync(demoCopy, demoText(js));
+console.log(`dist/cloudproxy-sdk.js (${js.length} characters) and ${relative(root, demoCopy)} written`);
 
 const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
   cwd: root,
   stdio: 'inherit',
 });
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
-console.log('dist/cloudproxy-sdk.js and dist/*.d.ts written');
+console.log('dist/*.d.ts written');
