@@ -9,6 +9,9 @@ use tokio::sync::{broadcast, Notify};
 use tracing::{info, warn};
 
 use crate::control::ControlClient;
+use crate::media::path::TurnPath;
+use crate::media::path::TurnTarget;
+use crate::media::{self, signal, MediaHandle, MediaPath, MediaStats, Publish, SessionSetup};
 use crate::probe::probe;
 use crate::rules::{ConnectionState, LeaveAction, ProxySetting, Rules};
 use crate::{tls, ClientConfig, JoinError, ProxyServer, SdkError, TurnServer};
@@ -31,6 +34,25 @@ pub enum Event {
         using: bool,
         /// The transport to the edge, when through the cloud proxy.
         transport: Option<TransportMode>,
+    },
+    /// Another member joined the channel.
+    MemberJoined {
+        /// Its uid.
+        uid: String,
+    },
+    /// Another member left the channel.
+    MemberLeft {
+        /// Its uid.
+        uid: String,
+    },
+    /// Media is flowing: ICE and DTLS are up with the media network (through the proxy when
+    /// the join used it).
+    MediaConnected,
+    /// The media session ended on its own (signalling closed, the relay was lost); `leave`
+    /// to clean up and join again.
+    MediaEnded {
+        /// Why.
+        why: String,
     },
 }
 
@@ -108,6 +130,8 @@ pub struct CloudProxySession {
     pub ticket: String,
     /// Every edge the control plane offered, best first.
     pub offered: Vec<EdgeOffer>,
+    /// The media network's signalling gateways the ticket admits (`host:port`).
+    pub signal_upstreams: Vec<String>,
 }
 
 /// The SDK client. Every method takes `&self`; share it with `Arc` to leave from another
@@ -119,6 +143,10 @@ pub struct Client {
 struct Shared {
     control: ControlClient,
     tls: Arc<rustls::ClientConfig>,
+    ws_tls: Arc<rustls::ClientConfig>,
+    rtn_signal_url: Option<String>,
+    signal_timeout: std::time::Duration,
+    publish: Publish,
     area: Option<String>,
     isp: Option<String>,
     state: Mutex<State>,
@@ -131,6 +159,7 @@ struct Shared {
 struct State {
     rules: Rules,
     joined: Option<JoinInfo>,
+    media: Option<MediaHandle>,
 }
 
 impl Shared {
@@ -163,12 +192,20 @@ impl Client {
             None => Vec::new(),
         };
         let control = ControlClient::new(&cfg, &extra)?;
-        let tls = tls::turn_tls_config(extra)?;
+        let tls = tls::turn_tls_config(extra.clone())?;
+        let ws_tls = tls::ws_tls_config(extra)?;
+        if let Some(url) = &cfg.rtn_signal_url {
+            signal::direct(url).map_err(SdkError::InvalidParameter)?;
+        }
         let (events, _) = broadcast::channel(64);
         Ok(Self {
             shared: Arc::new(Shared {
                 control,
                 tls,
+                ws_tls,
+                rtn_signal_url: cfg.rtn_signal_url,
+                signal_timeout: cfg.signal_timeout,
+                publish: cfg.publish,
                 area: cfg.area,
                 isp: cfg.isp,
                 state: Mutex::new(State::default()),
@@ -217,6 +254,14 @@ impl Client {
         self.shared.lock().joined.clone()
     }
 
+    /// The media session's counters, while joined.
+    pub fn media_stats(&self) -> Option<MediaStats> {
+        let st = self.shared.lock();
+        st.media
+            .as_ref()
+            .map(|m| m.stats.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
     /// A receiver for the events sent from now on.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.shared.events.subscribe()
@@ -254,7 +299,7 @@ impl Client {
             id: attempt.id,
             armed: true,
         };
-        let cancelled = pin!(cancelled);
+        let mut cancelled = pin!(cancelled);
         let route = match attempt.setting {
             ProxySetting::Off => Ok(Route::Direct),
             ProxySetting::SelfHosted { proxy, turn } => Ok(Route::SelfHosted {
@@ -272,8 +317,35 @@ impl Client {
                     isp: shared.isp.clone(),
                     token: token.into(),
                 };
-                self.join_cloud(req, cancelled).await.map(Route::CloudProxy)
+                self.join_cloud(req, cancelled.as_mut())
+                    .await
+                    .map(Route::CloudProxy)
             }
+        };
+        // Signalling and media over the route; a failure here still owns a cloud session.
+        let route = match route {
+            Ok(route) => {
+                let who = Who {
+                    app_id,
+                    channel,
+                    token,
+                    uid,
+                };
+                let r = tokio::select! {
+                    r = self.establish(&route, who) => r,
+                    _ = cancelled.as_mut() => Err(SdkError::InvalidOperation(JOIN_CANCELLED)),
+                };
+                match r {
+                    Ok(media) => Ok((route, media)),
+                    Err(e) => {
+                        if let Route::CloudProxy(s) = &route {
+                            shared.control.release(&s.session).await;
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
         };
         guard.armed = false;
         // The lock is taken and released in this block: it is never held across an await.
@@ -281,7 +353,8 @@ impl Client {
             let mut st = shared.lock();
             let current = st.rules.finish_join(attempt.id, route.is_ok());
             match (route, current) {
-                (Ok(route), true) => {
+                (Ok((route, media)), true) => {
+                    st.media = Some(media);
                     let info = JoinInfo {
                         app_id: app_id.into(),
                         channel: channel.into(),
@@ -305,7 +378,7 @@ impl Client {
                     Err((e, None))
                 }
                 // A leave cancelled the join: it already reported the disconnection.
-                (Ok(Route::CloudProxy(s)), false) => {
+                (Ok((Route::CloudProxy(s), _media)), false) => {
                     Err((SdkError::InvalidOperation(JOIN_CANCELLED), Some(s.session)))
                 }
                 (_, false) => Err((SdkError::InvalidOperation(JOIN_CANCELLED), None)),
@@ -360,6 +433,7 @@ impl Client {
                         turn: resp.turn.clone(),
                         ticket: resp.ticket.clone(),
                         offered: resp.edges.clone(),
+                        signal_upstreams: resp.signal_upstreams.clone(),
                     });
                 }
                 Err(f) => {
@@ -378,6 +452,127 @@ impl Client {
         Err(JoinError::EdgeUnreachable { tried }.into())
     }
 
+    /// Reaches the signalling gateway over `route`, joins on it, sets up the media path (a
+    /// TURN allocation, or a UDP socket without a proxy) and starts the media session.
+    async fn establish(&self, route: &Route, who: Who<'_>) -> Result<MediaHandle, SdkError> {
+        let shared = &self.shared;
+        let rtn_url = || {
+            shared.rtn_signal_url.as_deref().ok_or_else(|| {
+                SdkError::InvalidParameter(
+                    "rtn_signal_url is needed to join without the cloud proxy".into(),
+                )
+            })
+        };
+        let (target, turn) = match route {
+            Route::CloudProxy(s) => {
+                let upstream = s.signal_upstreams.first().ok_or_else(|| {
+                    JoinError::SignalUnreachable(
+                        "the proxy-info answer names no signalling gateway".into(),
+                    )
+                })?;
+                let e = &s.edge;
+                let target = signal::via_edge(
+                    &e.address,
+                    e.signal_port,
+                    e.tls_port,
+                    s.mode,
+                    upstream,
+                    Some(&s.ticket),
+                    "/signal",
+                )
+                .map_err(JoinError::SignalUnreachable)?;
+                let turn = TurnTarget {
+                    addr: s.edge_addr,
+                    host: e.address.clone(),
+                    transport: s.mode,
+                    username: s.turn.username.clone(),
+                    password: s.turn.password.clone(),
+                };
+                (target, Some(turn))
+            }
+            Route::SelfHosted { proxy, turn, .. } => {
+                let url = rtn_url()?;
+                let target = match proxy {
+                    Some(p) => {
+                        let (up, path) =
+                            signal::upstream_of(url).map_err(SdkError::InvalidParameter)?;
+                        signal::via_edge(
+                            &p.address,
+                            p.signal_port,
+                            p.tls_port,
+                            TransportMode::Udp,
+                            &up,
+                            None,
+                            &path,
+                        )
+                        .map_err(SdkError::InvalidParameter)?
+                    }
+                    None => signal::direct(url).map_err(SdkError::InvalidParameter)?,
+                };
+                let turn = match turn {
+                    Some(t) => {
+                        let addr = tokio::net::lookup_host((t.host.as_str(), t.port))
+                            .await
+                            .ok()
+                            .and_then(|mut a| a.next())
+                            .ok_or_else(|| {
+                                JoinError::MediaUnreachable(format!(
+                                    "TURN server {} does not resolve",
+                                    t.host
+                                ))
+                            })?;
+                        Some(TurnTarget {
+                            addr,
+                            host: t.host.clone(),
+                            transport: t.transport,
+                            username: t.username.clone(),
+                            password: t.password.clone(),
+                        })
+                    }
+                    None => None,
+                };
+                (target, turn)
+            }
+            Route::Direct => (
+                signal::direct(rtn_url()?).map_err(SdkError::InvalidParameter)?,
+                None,
+            ),
+        };
+        let path = match &turn {
+            Some(t) => Some(MediaPath::Turn(Box::new(
+                TurnPath::allocate(t, &shared.tls, TURN_DEADLINE)
+                    .await
+                    .map_err(|e| JoinError::MediaUnreachable(format!("{}: {e}", t.addr)))?,
+            ))),
+            None => None,
+        };
+        let join = rtn_proto::ClientMsg::Join {
+            app_id: who.app_id.into(),
+            channel: who.channel.into(),
+            uid: who.uid.into(),
+            token: who.token.into(),
+        };
+        let (ws, members, local) =
+            signal::connect_and_join(&target, &shared.ws_tls, join, shared.signal_timeout).await?;
+        let path = match path {
+            Some(p) => p,
+            None => MediaPath::direct(local.ip()).await.map_err(|e| {
+                JoinError::MediaUnreachable(format!("UDP socket on {}: {e}", local.ip()))
+            })?,
+        };
+        info!(signal = %target.shown(), members = members.len(), "joined the channel");
+        media::start(SessionSetup {
+            uid: who.uid.into(),
+            ws,
+            members,
+            signal_shown: target.shown(),
+            path,
+            publish: shared.publish,
+            events: shared.events.clone(),
+        })
+        .map_err(|e| JoinError::MediaUnreachable(e).into())
+    }
+
     /// Leaves: releases a cloud-proxy session (best effort, at most 2 s) and returns to
     /// disconnected. Cancels a running join. Does nothing when not joined.
     pub async fn leave(&self) -> Result<(), SdkError> {
@@ -393,14 +588,18 @@ impl Client {
                 }
                 LeaveAction::Leave => {
                     shared.emit(Event::ConnectionState(ConnectionState::Disconnecting));
-                    st.joined.take()
+                    (st.joined.take(), st.media.take())
                 }
             }
         };
+        let (joined, media) = joined;
         let guard = LeaveGuard {
             shared,
             cloud: joined.as_ref().is_some_and(JoinInfo::using_cloud_proxy),
         };
+        if let Some(m) = media {
+            m.stop(std::time::Duration::from_secs(2)).await;
+        }
         if let Some(Route::CloudProxy(s)) = joined.map(|j| j.route) {
             shared.control.release(&s.session).await;
         }
@@ -413,7 +612,11 @@ impl Drop for Client {
     /// A client dropped while in a cloud-proxy session releases it in the background when a
     /// tokio runtime is at hand (otherwise the lease runs out).
     fn drop(&mut self) {
-        let joined = self.shared.lock().joined.take();
+        let (joined, media) = {
+            let mut st = self.shared.lock();
+            (st.joined.take(), st.media.take())
+        };
+        drop(media);
         if let (Some(Route::CloudProxy(s)), Ok(rt)) = (
             joined.map(|j| j.route),
             tokio::runtime::Handle::try_current(),
@@ -459,6 +662,17 @@ impl Drop for LeaveGuard<'_> {
         }
     }
 }
+
+/// Who joins: the arguments of [`Client::join`].
+struct Who<'a> {
+    app_id: &'a str,
+    channel: &'a str,
+    token: &'a str,
+    uid: &'a str,
+}
+
+/// Limit for connecting to a TURN server and allocating.
+const TURN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn transport_name(mode: TransportMode) -> &'static str {
     match mode {

@@ -22,6 +22,14 @@ pub struct ClientConfig {
     pub isp: Option<String>,
     /// Limit for one control plane request (default 10 s).
     pub request_timeout: Duration,
+    /// The media network's signalling gateway (`ws://host:port/signal` or `wss://...`), for
+    /// joins without the cloud proxy (with the cloud proxy the control plane names it).
+    pub rtn_signal_url: Option<String>,
+    /// Limit for reaching the signalling gateway and joining on it (default 10 s): a
+    /// firewalled direct join fails with `SIGNAL_UNREACHABLE` after this, never hangs.
+    pub signal_timeout: Duration,
+    /// What the media session publishes (the SDK's test sources; default audio and video).
+    pub publish: crate::Publish,
 }
 
 impl Default for ClientConfig {
@@ -32,6 +40,9 @@ impl Default for ClientConfig {
             area: None,
             isp: None,
             request_timeout: Duration::from_secs(10),
+            rtn_signal_url: None,
+            signal_timeout: Duration::from_secs(10),
+            publish: crate::Publish::default(),
         }
     }
 }

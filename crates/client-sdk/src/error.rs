@@ -73,6 +73,25 @@ pub enum JoinError {
         /// What was tried and how each failed.
         tried: Vec<String>,
     },
+    /// The media network's signalling gateway could not be reached (directly, or through the
+    /// edge's relay, which then says why with an HTTP status): connection refused or
+    /// blocked, TLS failure, no answer within the signalling timeout. A firewalled client
+    /// joining without the proxy gets this.
+    #[error("signalling unreachable: {0}")]
+    SignalUnreachable(String),
+    /// The signalling gateway refused the join (`code` is its error code, e.g.
+    /// `INVALID_TOKEN`, `UID_IN_USE`).
+    #[error("signalling refused the join: {code}: {message}")]
+    SignalRefused {
+        /// The gateway's error code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// No media path: the TURN allocation on the chosen edge (or the self-deployed TURN
+    /// server) failed or did not answer.
+    #[error("media path unavailable: {0}")]
+    MediaUnreachable(String),
 }
 
 impl JoinError {
@@ -94,6 +113,27 @@ impl JoinError {
         })
     }
 
+    /// The error's code, as the web SDK names it (`APP_NOT_FOUND`, `EDGE_UNREACHABLE`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            JoinError::AppNotFound(_) => "APP_NOT_FOUND",
+            JoinError::ProxyNotEnabled(_) => "PROXY_NOT_ENABLED",
+            JoinError::ModeNotEnabled(_) => "MODE_NOT_ENABLED",
+            JoinError::InvalidToken(_) => "INVALID_TOKEN",
+            JoinError::TokenExpired(_) => "TOKEN_EXPIRED",
+            JoinError::AreaForbidden(_) => "AREA_FORBIDDEN",
+            JoinError::QuotaExceeded(_) => "QUOTA_EXCEEDED",
+            JoinError::NoEdgeAvailable(_) => "NO_EDGE_AVAILABLE",
+            JoinError::BadRequest(_) => "BAD_REQUEST",
+            JoinError::ControlPlaneUnreachable(_) => "CONTROL_PLANE_UNREACHABLE",
+            JoinError::UnexpectedAnswer { .. } => "UNEXPECTED_ANSWER",
+            JoinError::EdgeUnreachable { .. } => "EDGE_UNREACHABLE",
+            JoinError::SignalUnreachable(_) => "SIGNAL_UNREACHABLE",
+            JoinError::SignalRefused { .. } => "SIGNAL_REFUSED",
+            JoinError::MediaUnreachable(_) => "MEDIA_UNREACHABLE",
+        }
+    }
+
     /// Whether the same join may succeed later without changes.
     pub fn retryable(&self) -> bool {
         matches!(
@@ -102,7 +142,22 @@ impl JoinError {
                 | JoinError::NoEdgeAvailable(_)
                 | JoinError::ControlPlaneUnreachable(_)
                 | JoinError::EdgeUnreachable { .. }
+                | JoinError::SignalUnreachable(_)
+                | JoinError::MediaUnreachable(_)
         )
+    }
+}
+
+impl SdkError {
+    /// The error's code (`NOT_SUPPORTED`, `INVALID_PARAMETER`, `INVALID_OPERATION`, or the
+    /// join failure's [`JoinError::code`]), the same names as the web SDK's.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SdkError::NotSupported(_) => "NOT_SUPPORTED",
+            SdkError::InvalidParameter(_) => "INVALID_PARAMETER",
+            SdkError::InvalidOperation(_) => "INVALID_OPERATION",
+            SdkError::Join(j) => j.code(),
+        }
     }
 }
 
@@ -131,6 +186,13 @@ mod tests {
             for b in &mapped[i + 1..] {
                 assert_ne!(std::mem::discriminant(a), std::mem::discriminant(b));
             }
+        }
+        for (c, j) in codes.iter().zip(&mapped) {
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                j.code(),
+                "code() names the control plane's code"
+            );
         }
         assert!(JoinError::from_api(&ApiError::new(ErrorCode::Internal, "m")).is_none());
         assert!(JoinError::from_api(&ApiError::new(ErrorCode::Unauthorized, "m")).is_none());

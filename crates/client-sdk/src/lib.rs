@@ -37,6 +37,7 @@ mod client;
 mod config;
 mod control;
 mod error;
+pub mod media;
 pub mod probe;
 pub mod rules;
 mod tls;
@@ -45,4 +46,5 @@ pub use client::{Client, CloudProxySession, Event, JoinInfo, Route, JOIN_CANCELL
 pub use config::{ClientConfig, ProxyServer, TurnServer};
 pub use control_api::{EdgeOffer, IceServer, TransportMode, TurnCredential};
 pub use error::{JoinError, SdkError};
+pub use media::{MediaStats, Publish, Received};
 pub use rules::{ConnectionState, ProxySetting};

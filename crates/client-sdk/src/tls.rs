@@ -26,6 +26,21 @@ pub fn parse_pem_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, SdkEr
 pub fn turn_tls_config(
     extra: Vec<CertificateDer<'static>>,
 ) -> Result<Arc<rustls::ClientConfig>, SdkError> {
+    tls_config(extra, ALPN_TURN)
+}
+
+/// The same trust for WSS signalling, with ALPN `http/1.1` (an edge's TLS port tells TURN and
+/// WebSocket apart by ALPN).
+pub fn ws_tls_config(
+    extra: Vec<CertificateDer<'static>>,
+) -> Result<Arc<rustls::ClientConfig>, SdkError> {
+    tls_config(extra, b"http/1.1")
+}
+
+fn tls_config(
+    extra: Vec<CertificateDer<'static>>,
+    alpn: &[u8],
+) -> Result<Arc<rustls::ClientConfig>, SdkError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier =
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
@@ -36,6 +51,6 @@ pub fn turn_tls_config(
         .dangerous() // not dangerous: the platform verifier does full verification
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![ALPN_TURN.to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(cfg))
 }

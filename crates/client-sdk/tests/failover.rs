@@ -33,6 +33,7 @@ async fn udp_join_fails_over_from_a_stopped_edge_to_the_next() {
         .await;
     let (edge_a, pa) = start_edge(&t, "edge-a", "pool-fo", 65000, None).await;
     let (edge_b, pb) = start_edge(&t, "edge-b", "pool-fo", 65050, None).await;
+    let _rtn = t.start_rtn(&[&app]).await;
     // edge-a stops after registering; its lease (15 s) has not run out, so the control plane
     // still offers it first (same region and load, lower id).
     tokio::task::spawn_blocking(move || drop(edge_a))
@@ -114,6 +115,7 @@ async fn tcp_and_tls_joins_fail_over_from_an_unreachable_edge() {
         .await;
     let (ca_pem, tls_files) = edge_tls_files(&t.dir.0);
     let (edge_c, pc) = start_edge(&t, "edge-c", "pool-streams", 65100, Some(tls_files)).await;
+    let _rtn = t.start_rtn(&[&app]).await;
     // A fake edge on closed ports, ranked first (its id sorts first at equal load).
     let closed = free_ports(3);
     t.heartbeat(&fake_edge(

@@ -3,6 +3,8 @@
 //! architecture states them; and the same rules through the public `Client` (no network: direct
 //! and self-deployed joins only).
 
+mod common;
+
 use client_sdk::rules::{parse_mode, ConnectionState, LeaveAction, ProxySetting, Rules};
 use client_sdk::{
     Client, ClientConfig, Event, ProxyServer, Route, SdkError, TransportMode, TurnServer,
@@ -548,17 +550,35 @@ fn every_sequence_of_five_calls_follows_the_architecture() {
     assert_eq!(checked, (1..=5).map(|k| 13u64.pow(k)).sum::<u64>());
 }
 
-fn client() -> Client {
+const APP: &str = "app";
+const CERT: &str = "rules-test-certificate";
+
+/// A client whose direct route is a real media network on `rtn_port`.
+fn client_with_rtn(rtn_port: u16) -> Client {
     Client::new(ClientConfig {
         control_url: "https://control.invalid".into(),
+        rtn_signal_url: Some(format!("ws://127.0.0.1:{rtn_port}/signal")),
         ..Default::default()
     })
     .unwrap()
 }
 
+fn join_token(uid: &str) -> String {
+    let exp = common::now_unix() + 600;
+    credentials::join_token::mint_join_token(APP, CERT.as_bytes(), "room", uid, exp)
+}
+
 #[tokio::test]
 async fn the_rules_through_the_client() {
-    let c = client();
+    let rtn_port = common::free_ports(1)[0];
+    let _rtn = common::start_rtn_with(rtn_port, &[(APP, CERT)]).await;
+    let (own_turn, turn_port) = common::start_own_turn(64480).await;
+    let turn = || TurnServer {
+        host: "127.0.0.1".into(),
+        port: turn_port,
+        ..turn()
+    };
+    let c = client_with_rtn(rtn_port);
     let mut events = c.events();
     assert!(matches!(
         c.start_proxy_server(Some(1)),
@@ -574,13 +594,23 @@ async fn the_rules_through_the_client() {
         Err(SdkError::InvalidOperation("proxy already set"))
     );
 
-    // Self-deployed TURN: that server is the ICE server; no control plane call (the URL
-    // does not resolve).
-    let info = c.join("app", "room", "", "alice").await.unwrap();
+    // Self-deployed TURN: that server is the ICE server and carries the media; no control
+    // plane call (its URL does not resolve).
+    let info = c
+        .join(APP, "room", &join_token("alice"), "alice")
+        .await
+        .unwrap();
     assert_eq!(c.connection_state(), ConnectionState::Connected);
     assert_eq!(
         info.ice_servers()[0].urls,
-        ["turn:turn.example:3478?transport=udp"]
+        [format!("turn:127.0.0.1:{turn_port}?transport=udp")]
+    );
+    assert!(
+        c.media_stats()
+            .unwrap()
+            .candidate
+            .starts_with("relay 127.0.0.1:"),
+        "media through the app's TURN server"
     );
     assert_eq!(info.ice_servers()[0].username, "user");
     assert!(matches!(
@@ -610,7 +640,7 @@ async fn the_rules_through_the_client() {
         );
     }
     assert_eq!(
-        c.join("app", "room", "", "alice").await,
+        c.join(APP, "room", &join_token("alice"), "alice").await,
         Err(SdkError::InvalidOperation("already joined"))
     );
     c.leave().await.unwrap();
@@ -620,8 +650,12 @@ async fn the_rules_through_the_client() {
     // stop turns it off: the next join is direct.
     c.stop_proxy_server().unwrap();
     assert_eq!(c.proxy_setting(), ProxySetting::Off);
-    let info = c.join("app", "room", "", "alice").await.unwrap();
+    let info = c
+        .join(APP, "room", &join_token("alice"), "alice")
+        .await
+        .unwrap();
     assert_eq!(info.route, Route::Direct);
+    assert!(c.media_stats().unwrap().candidate.starts_with("host "));
     assert!(info.ice_servers().is_empty());
     c.leave().await.unwrap();
     c.leave().await.unwrap(); // not joined: nothing to do
@@ -634,8 +668,17 @@ async fn the_rules_through_the_client() {
 
     let mut seen = Vec::new();
     while let Ok(e) = events.try_recv() {
-        seen.push(e);
+        // Media events come and go with timing; the state sequence is what is checked.
+        if matches!(
+            e,
+            Event::ConnectionState(_) | Event::IsUsingCloudProxy { .. }
+        ) {
+            seen.push(e);
+        }
     }
+    tokio::task::spawn_blocking(move || drop(own_turn))
+        .await
+        .unwrap();
     use ConnectionState::*;
     let not_cloud = Event::IsUsingCloudProxy {
         using: false,

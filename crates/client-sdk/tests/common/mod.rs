@@ -23,6 +23,9 @@ pub struct TestControl {
     inner: integration_tests::control::TestControl,
     /// The dev certificate, PEM.
     pub ca_pem: String,
+    /// The port the media network's gateway gets ([`TestControl::start_rtn`]); the control
+    /// plane's tickets name `127.0.0.1:<rtn_port>`.
+    pub rtn_port: u16,
 }
 
 impl std::ops::Deref for TestControl {
@@ -34,9 +37,23 @@ impl std::ops::Deref for TestControl {
 
 impl TestControl {
     pub async fn start(tweak: impl FnOnce(&mut control_plane::ControlConfig)) -> Self {
-        let inner = integration_tests::control::TestControl::start(tweak).await;
+        let rtn_port = free_ports(1)[0];
+        let inner = integration_tests::control::TestControl::start(|c| {
+            c.rtn_upstreams = vec![format!("127.0.0.1:{rtn_port}")];
+            tweak(c)
+        })
+        .await;
         let ca_pem = inner.cp.ca_pem().expect("dev cert").to_owned();
-        TestControl { inner, ca_pem }
+        TestControl {
+            inner,
+            ca_pem,
+            rtn_port,
+        }
+    }
+
+    /// Starts the stand-in media network on the port the tickets name, serving `apps`.
+    pub async fn start_rtn(&self, apps: &[&App]) -> rtn::Rtn {
+        start_rtn_on(self.rtn_port, apps).await
     }
 
     /// Stops the control plane.
@@ -84,9 +101,86 @@ impl TestControl {
             control_url: self.base.clone(),
             ca_pem: Some(pem),
             area: area.map(str::to_owned),
+            rtn_signal_url: Some(format!("ws://127.0.0.1:{}/signal", self.rtn_port)),
             ..Default::default()
         })
         .expect("client")
+    }
+}
+
+/// The stand-in media network on 127.0.0.1:`port` (media on any free UDP port).
+pub async fn start_rtn_on(port: u16, apps: &[&App]) -> rtn::Rtn {
+    let apps: Vec<(&str, &str)> = apps
+        .iter()
+        .map(|a| (a.app_id.as_str(), a.certificate.as_str()))
+        .collect();
+    start_rtn_with(port, &apps).await
+}
+
+/// The stand-in media network on 127.0.0.1:`port` for `(app id, certificate)` pairs.
+pub async fn start_rtn_with(port: u16, apps: &[(&str, &str)]) -> rtn::Rtn {
+    rtn::Rtn::start(rtn::RtnConfig {
+        signal_listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        media_listen: "127.0.0.1:0".parse().unwrap(),
+        media_public: "127.0.0.1".parse().unwrap(),
+        apps: apps
+            .iter()
+            .map(|(a, c)| (a.to_string(), c.to_string()))
+            .collect(),
+    })
+    .await
+    .expect("rtn starts")
+}
+
+/// A TURN server of the app's own (`set_turn_server`): an edge without a control plane,
+/// with the static user `user`/`pass`, relaying to loopback. Returns it and its UDP port.
+pub async fn start_own_turn(relay_first: u16) -> (edge::Edge, u16) {
+    let udp = free_ports(1)[0];
+    let cfg = edge::EdgeConfig {
+        listen: "127.0.0.1".parse().unwrap(),
+        udp_ports: edge::PortRange {
+            first: udp,
+            last: udp,
+        },
+        tcp_ports: edge::PortRange {
+            first: udp,
+            last: udp,
+        },
+        relay_ports: edge::PortRange {
+            first: relay_first,
+            last: relay_first + 19,
+        },
+        tls_port: 0,
+        signal_port: 0,
+        users: vec![edge::config::UserSpec {
+            name: "user".into(),
+            password: "pass".into(),
+        }],
+        dangerous_allow_loopback_peers: true,
+        ..Default::default()
+    };
+    let edge = tokio::task::spawn_blocking(move || edge::Edge::start(cfg))
+        .await
+        .unwrap()
+        .expect("TURN server starts");
+    (edge, udp)
+}
+
+/// Waits until `client`'s media session is connected and has received at least `n` audio
+/// packets and `n` video frames from `from`; panics after `within`.
+pub async fn wait_for_media(client: &Client, from: &str, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = client.media_stats().expect("joined");
+        let r = s.received.get(from).copied().unwrap_or_default();
+        if s.connected && r.audio >= n && r.video >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no media from {from} within {within:?}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -143,6 +237,7 @@ pub struct EdgePorts {
     pub udp: u16,
     pub tcp: u16,
     pub tls: u16,
+    pub signal: u16,
 }
 
 /// Starts a real edge registered with `t` in `pool` as `id`, serving TLS with `tls` (cert
@@ -154,11 +249,12 @@ pub async fn start_edge(
     relay_first: u16,
     tls: Option<(PathBuf, PathBuf)>,
 ) -> (edge::Edge, EdgePorts) {
-    let p = free_ports(3);
+    let p = free_ports(4);
     let ports = EdgePorts {
         udp: p[0],
         tcp: p[1],
         tls: p[2],
+        signal: p[3],
     };
     let (tls_cert, tls_key) = match tls {
         Some((c, k)) => (Some(c), Some(k)),
@@ -181,7 +277,9 @@ pub async fn start_edge(
         tls_port: ports.tls,
         tls_cert,
         tls_key,
-        signal_port: 0,
+        signal_port: ports.signal,
+        // The stand-in media network runs on 127.0.0.1 in these tests.
+        dangerous_allow_loopback_peers: true,
         control: Some(t.base.clone()),
         edge_token: Some(t.cp.edge_token().to_owned()),
         control_ca: Some(t.ca_file.clone()),
