@@ -23,6 +23,11 @@ for crate in turn-proto credentials; do
         exit 1
     fi
 done
+# What ships to app developers never links the shared secrets' code (STYLE.md §2).
+if cargo tree -p client-sdk -e normal --prefix none | grep -E '^(credentials|edge|control-plane|rtn) ' ; then
+    echo "client-sdk must not depend on credentials, edge, control-plane or rtn" >&2
+    exit 1
+fi
 
 step "cargo test (unit, RFC vectors, sans-IO server, interop, security)"
 cargo test --workspace --locked -- --test-threads=2
