@@ -14,6 +14,15 @@
 //   untrusted  the negative control: same browser set-up but the CA is NOT imported. Whichever
 //              of `turn` / `wssUrl` the config has must fail: no relay candidate within
 //              `untrustedWaitMs`, and the WebSocket errors without ever opening.
+//   join       the web SDK (the built bundle) joins a channel of the media network, through the
+//              cloud proxy (mode 3/4/5) or directly (mode null), publishes the fake camera and
+//              microphone and receives `expectUid`'s video; stats sampled twice >= 1 s apart:
+//              selected local candidate `relay` (with a mode) with `expectRelayProtocol`,
+//              framesDecoded from expectUid and outbound video bytesSent both grow. Optional
+//              `checkRules` (the §5 proxy rules in the browser) and `blockedDirect` (after leave
+//              and stopProxyServer a direct join must fail with SIGNAL_UNREACHABLE in bounded time).
+//   demo       the demo page (`url`, served by `cloudproxy`): pick `mode`, click Join, wait for
+//              window.demoState to show expectUid's video with framesDecoded growing, screenshot.
 //
 // Config: JSON in argv[2], or in $BROWSER_E2E_CONFIG, or a file named by `@path` in argv[2].
 //   {
@@ -28,6 +37,22 @@
 //     "messages": 20, "stepTimeoutMs": 15000, "untrustedWaitMs": 12000,
 //     "keepTmp": false, "verbose": false
 //   }
+//
+//   join: {
+//     "scenario": "join", "caFile": "/path/ca.pem" (optional; imported when given),
+//     "netns": null, "pageOrigin": "https://app.test",
+//     "bundleFile": "web-sdk/dist/cloudproxy-sdk.js",
+//     "controlUrl": "https://10.200.1.1", "appId": "demo", "channel": "room1", "uid": "web-1",
+//     "token": "v1:demo:...", "mode": 3 | 4 | 5 | null, "rtnSignalUrl": "ws://10.200.2.2:8443/signal",
+//     "expectUid": "rust-1", "expectRelayProtocol": "udp" | "tcp" | "tls" | null,
+//     "expectRelay": true (default: mode != null), "publish": true, "durationMs": 8000,
+//     "screenshot": "/tmp/join.png", "checkRules": true,
+//     "blockedDirect": { "rtnSignalUrl": "ws://10.200.2.2:8443/signal", "pageOrigin": (optional) },
+//     "signalTimeoutMs": 5000, "stepTimeoutMs": 15000
+//   }
+//   demo: { "scenario": "demo", "url": "http://127.0.0.1:8080/", "mode": 3, "uid": "web-x" (optional),
+//           "expectUid": "bot", "expectRelayProtocol": null, "screenshot": "/tmp/demo.png",
+//           "netns": null, "caFile": null, "stepTimeoutMs": 20000 }
 //
 // Output: exactly one JSON line on stdout: {"scenario", "ok", "expected", "elapsedMs", ...}.
 // Exit 0 only when the expected outcome happened (for "untrusted": when everything failed).
@@ -57,8 +82,32 @@ function loadConfig() {
     verbose: false,
     ...c,
   };
-  if (!['wss', 'turns', 'untrusted'].includes(cfg.scenario)) {
-    throw new Error(`scenario must be wss, turns or untrusted, not ${JSON.stringify(cfg.scenario)}`);
+  if (!['wss', 'turns', 'untrusted', 'join', 'demo'].includes(cfg.scenario)) {
+    throw new Error(`scenario must be wss, turns, untrusted, join or demo, not ${JSON.stringify(cfg.scenario)}`);
+  }
+  if (cfg.scenario === 'join' || cfg.scenario === 'demo') {
+    if (cfg.caFile && !existsSync(cfg.caFile)) throw new Error(`caFile missing: ${cfg.caFile}`);
+    if (cfg.scenario === 'demo') {
+      for (const k of ['url', 'expectUid']) if (!cfg[k]) throw new Error(`scenario demo needs ${k}`);
+      return { mode: 3, ...cfg };
+    }
+    for (const k of ['bundleFile', 'controlUrl', 'appId', 'channel', 'uid', 'token', 'expectUid']) {
+      if (!cfg[k]) throw new Error(`scenario join needs ${k}`);
+    }
+    if (!existsSync(cfg.bundleFile)) throw new Error(`bundleFile missing: ${cfg.bundleFile} (npm run build in web-sdk/)`);
+    if (cfg.mode === undefined) throw new Error('scenario join needs mode (3, 4, 5, or null for a direct join)');
+    if (cfg.mode === null && !cfg.rtnSignalUrl) throw new Error('a direct join (mode null) needs rtnSignalUrl');
+    return {
+      pageOrigin: 'https://app.test',
+      publish: true,
+      durationMs: 6000,
+      signalTimeoutMs: 10000,
+      expectRelayProtocol: null,
+      expectRelay: cfg.mode !== null,
+      checkRules: false,
+      blockedDirect: null,
+      ...cfg,
+    };
   }
   if (cfg.turn && !cfg.turn.urls && cfg.edgeHost) {
     cfg.turn = { ...cfg.turn, urls: `turns:${cfg.edgeHost}:${cfg.edgePort ?? 443}?transport=tcp` };
@@ -388,6 +437,383 @@ async function pageTurns({ turn, peerTurn, n, stepMs, expectFailure, untrustedWa
   return out;
 }
 
+// The web SDK in a page (scenario join). The page and the bundle are served by Playwright's
+// router at cfg.pageOrigin; the SDK talks to the real control plane, edge and media network.
+const JOIN_PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>cloudproxy web SDK join</title>
+<style>body{font:14px system-ui,sans-serif;margin:16px;background:#f4f6f8}video{width:320px;height:240px;background:#222;border-radius:6px;margin:4px}
+figure{display:inline-block;margin:4px}figcaption{font-weight:600}</style>
+<h1>cloudproxy web SDK: join</h1><pre id="status"></pre>
+<figure><video id="local" autoplay muted playsinline></video><figcaption>local</figcaption></figure>
+<span id="remote"></span>`;
+
+async function pageJoin(a) {
+  const sdk = await import('/cloudproxy-sdk.js');
+  const log = (window.__log = []);
+  const client = sdk.createClient({
+    controlUrl: a.controlUrl,
+    ...(a.rtnSignalUrl ? { rtnSignalUrl: a.rtnSignalUrl } : {}),
+    signalTimeoutMs: a.signalTimeoutMs,
+    subscribeTimeoutMs: a.stepMs,
+  });
+  window.__sdk = sdk;
+  window.__client = client;
+  const t0 = performance.now();
+  const ms = () => Math.round(performance.now() - t0);
+  for (const ev of ['connection-state-change', 'is-using-cloud-proxy', 'user-joined', 'user-left', 'user-published', 'user-unpublished', 'media-state-change']) {
+    client.on(ev, (e) => {
+      const flat = {};
+      for (const [k, v] of Object.entries(e)) if (v === null || typeof v !== 'object') flat[k] = v;
+      log.push({ t: ms(), ev, ...flat });
+      document.querySelector('#status').textContent = log.map((l) => JSON.stringify(l)).join('\n');
+    });
+  }
+  const out = {};
+  if (a.mode !== null) out.mode = client.startProxyServer(a.mode);
+  try {
+    const info = await client.join(a.appId, a.channel, a.token, a.uid);
+    out.joinMs = ms();
+    const r = info.route;
+    out.route = { kind: r.kind };
+    if (r.kind === 'cloud-proxy') {
+      Object.assign(out.route, { edgeId: r.edge.id, mode: r.mode, session: r.session, tried: r.tried.map((x) => `${x.id}: ${x.reason}`) });
+    }
+    out.signalUrl = info.signalUrl;
+    out.members = info.members;
+  } catch (e) {
+    out.joinError = { code: e.code ?? null, message: String(e.message ?? e), ms: ms() };
+    return out;
+  }
+  if (a.publish) {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+      document.querySelector('#local').srcObject = stream;
+      window.__localStream = stream;
+      const t1 = performance.now();
+      await client.publish(stream.getTracks());
+      out.publishMs = Math.round(performance.now() - t1);
+      out.published = stream.getTracks().map((t) => t.kind);
+    } catch (e) {
+      out.publishError = { code: e.code ?? null, message: String(e.message ?? e) };
+    }
+  }
+  return out;
+}
+
+async function pageSubscribe(uid) {
+  const t0 = performance.now();
+  try {
+    const track = await window.__client.subscribe(uid, 'video');
+    const fig = document.createElement('figure');
+    const v = document.createElement('video');
+    v.autoplay = true;
+    v.muted = true;
+    v.playsInline = true;
+    v.srcObject = new MediaStream([track]);
+    const cap = document.createElement('figcaption');
+    cap.textContent = `remote ${uid}`;
+    fig.append(v, cap);
+    document.querySelector('#remote').append(fig);
+    v.play().catch(() => {});
+    return { ok: true, ms: Math.round(performance.now() - t0), trackId: track.id };
+  } catch (e) {
+    return { ok: false, code: e.code ?? null, message: String(e.message ?? e), ms: Math.round(performance.now() - t0) };
+  }
+}
+
+async function pageStats() {
+  return window.__client.mediaStats();
+}
+
+function pageTryOnJoined(mode) {
+  try {
+    window.__client.startProxyServer(mode ?? 3);
+    return 'ok';
+  } catch (e) {
+    return e.code ?? String(e);
+  }
+}
+
+async function pageLeave() {
+  const t0 = performance.now();
+  await window.__client.leave();
+  window.__localStream?.getTracks().forEach((t) => t.stop());
+  return { ms: Math.round(performance.now() - t0), state: window.__client.connectionState };
+}
+
+// The §5 rules on fresh clients (nothing is sent: every call is refused or only changes settings).
+function pageRules(a) {
+  const sdk = window.__sdk;
+  const fresh = () => sdk.createClient({ controlUrl: a.controlUrl });
+  const code = (f) => {
+    try {
+      f();
+      return 'ok';
+    } catch (e) {
+      return e.code ?? String(e);
+    }
+  };
+  const checks = [];
+  let c = fresh();
+  c.startProxyServer(3);
+  checks.push({
+    check: 'setTurnServer after startProxyServer',
+    want: 'INVALID_OPERATION',
+    got: code(() => c.setTurnServer({ host: 'turn.test', port: 3478, username: 'u', password: 'p', transport: 'udp' })),
+  });
+  c = fresh();
+  c.setProxyServer({ address: 'proxy.test', tlsPort: 443 });
+  checks.push({ check: 'startProxyServer after setProxyServer', want: 'INVALID_OPERATION', got: code(() => c.startProxyServer(3)) });
+  c = fresh();
+  checks.push({ check: 'startProxyServer(1)', want: 'NOT_SUPPORTED', got: code(() => c.startProxyServer(1)) });
+  checks.push({ check: 'startProxyServer(7)', want: 'INVALID_PARAMETER', got: code(() => c.startProxyServer(7)) });
+  return checks;
+}
+
+async function pageBlockedDirect(a) {
+  const sdk = window.__sdk ?? (await import('/cloudproxy-sdk.js'));
+  const c = a.sameClient
+    ? window.__client
+    : sdk.createClient({ controlUrl: a.controlUrl, rtnSignalUrl: a.rtnSignalUrl, signalTimeoutMs: a.signalTimeoutMs });
+  c.stopProxyServer();
+  const t0 = performance.now();
+  const out = { rtnSignalUrl: a.rtnSignalUrl, signalTimeoutMs: a.signalTimeoutMs, sameClient: a.sameClient };
+  try {
+    await c.join(a.appId, a.channel, a.token, a.uid);
+    out.joined = true;
+    await c.leave();
+  } catch (e) {
+    out.code = e.code ?? null;
+    out.message = String(e.message ?? e);
+  }
+  out.elapsedMs = Math.round(performance.now() - t0);
+  out.state = c.connectionState;
+  return out;
+}
+
+async function runJoin(cfg, context, summary) {
+  const origin = cfg.pageOrigin.replace(/\/+$/, '');
+  const bundle = readFileSync(cfg.bundleFile, 'utf8');
+  await serveSdkPage(context, origin, bundle);
+  const page = await context.newPage();
+  watchConsole(page, cfg, summary);
+  await page.goto(`${origin}/`);
+  summary.secureContext = await page.evaluate(() => window.isSecureContext);
+  const stepMs = cfg.stepTimeoutMs;
+  const problems = [];
+  summary.expected =
+    `join ${cfg.channel} as ${cfg.uid} (${cfg.mode === null ? 'direct' : `cloud proxy mode ${cfg.mode}`}), ` +
+    `receive ${cfg.expectUid}'s video with framesDecoded growing` +
+    (cfg.expectRelay ? `, selected local candidate relay${cfg.expectRelayProtocol ? `/${cfg.expectRelayProtocol}` : ''}` : '') +
+    (cfg.publish ? ', outbound video bytesSent growing' : '') +
+    (cfg.checkRules ? ', §5 rules' : '') +
+    (cfg.blockedDirect ? ', blocked direct join → SIGNAL_UNREACHABLE in bounded time' : '');
+  const mainRtn = cfg.rtnSignalUrl ?? cfg.blockedDirect?.rtnSignalUrl ?? null;
+  const j = await page.evaluate(pageJoin, {
+    controlUrl: cfg.controlUrl,
+    rtnSignalUrl: mainRtn,
+    signalTimeoutMs: cfg.signalTimeoutMs,
+    stepMs,
+    mode: cfg.mode,
+    appId: cfg.appId,
+    channel: cfg.channel,
+    token: cfg.token,
+    uid: cfg.uid,
+    publish: cfg.publish,
+  });
+  summary.join = j;
+  const publishedAt = Date.now();
+  if (j.joinError) {
+    problems.push(`join failed: ${j.joinError.message}`);
+  } else {
+    const wantKind = cfg.mode === null ? 'direct' : 'cloud-proxy';
+    if (j.route.kind !== wantKind) problems.push(`route ${j.route.kind}, expected ${wantKind}`);
+    if (j.publishError) problems.push(`publish failed: ${j.publishError.message}`);
+    const sub = await page.evaluate(pageSubscribe, cfg.expectUid);
+    summary.subscribe = sub;
+    if (!sub.ok) problems.push(`no video track from ${cfg.expectUid}: ${sub.message}`);
+    else {
+      // The first decoded frame (bounded), then two samples at least 1 s apart.
+      const deadline = Date.now() + stepMs;
+      let first = null;
+      while (Date.now() < deadline) {
+        const st = await page.evaluate(pageStats);
+        if ((st.inbound[cfg.expectUid]?.video?.framesDecoded ?? 0) > 0) {
+          first = st;
+          break;
+        }
+        await sleep(200);
+      }
+      summary.firstFrameMs = first ? Date.now() - publishedAt : null;
+      if (!first) problems.push(`no frame decoded from ${cfg.expectUid} within ${stepMs} ms`);
+      const s1 = await page.evaluate(pageStats);
+      const t1 = Date.now();
+      await sleep(Math.max(1100, Math.min(3000, cfg.durationMs / 2)));
+      const s2 = await page.evaluate(pageStats);
+      const dt = (Date.now() - t1) / 1000;
+      const f = (st) => st.inbound[cfg.expectUid]?.video?.framesDecoded ?? 0;
+      const b = (st) => st.outbound.video?.bytesSent ?? 0;
+      summary.samples = [s1, s2];
+      summary.measured = {
+        candidateType: s2.candidateType,
+        relayProtocol: s2.relayProtocol,
+        local: s2.local,
+        remote: s2.remote,
+        framesDecoded: [f(s1), f(s2)],
+        fps: Math.round(((f(s2) - f(s1)) / dt) * 10) / 10,
+        frameSize: s2.inbound[cfg.expectUid]?.video ? `${s2.inbound[cfg.expectUid].video.frameWidth}x${s2.inbound[cfg.expectUid].video.frameHeight}` : null,
+        videoBytesSent: [b(s1), b(s2)],
+        kbpsSent: Math.round(((b(s2) - b(s1)) * 8) / dt / 1000),
+        framesEncoded: [s1.outbound.video?.framesEncoded ?? 0, s2.outbound.video?.framesEncoded ?? 0],
+        intervalS: dt,
+      };
+      if (cfg.expectRelay) {
+        for (const [i, st] of [s1, s2].entries()) {
+          if (st.candidateType !== 'relay') problems.push(`sample ${i + 1}: selected local candidateType ${st.candidateType}, expected relay`);
+        }
+      }
+      if (cfg.expectRelayProtocol && s2.relayProtocol !== cfg.expectRelayProtocol) {
+        problems.push(`relayProtocol ${s2.relayProtocol}, expected ${cfg.expectRelayProtocol}`);
+      }
+      if (!(f(s2) > f(s1))) problems.push(`framesDecoded from ${cfg.expectUid} did not grow (${f(s1)} → ${f(s2)})`);
+      if (cfg.publish && !(b(s2) > b(s1))) problems.push(`outbound video bytesSent did not grow (${b(s1)} → ${b(s2)})`);
+    }
+    // Keep media flowing for durationMs from publish (the far side measures too).
+    const rest = cfg.durationMs - (Date.now() - publishedAt);
+    if (rest > 0) await sleep(rest);
+    if (cfg.screenshot) {
+      await page.screenshot({ path: cfg.screenshot, fullPage: true });
+      summary.screenshot = cfg.screenshot;
+    }
+    if (cfg.checkRules) {
+      summary.rules = [{ check: 'startProxyServer while joined', want: 'INVALID_OPERATION', got: await page.evaluate(pageTryOnJoined, cfg.mode) }];
+    }
+    summary.leave = await page.evaluate(pageLeave);
+    if (summary.leave.state !== 'DISCONNECTED') problems.push(`after leave the state is ${summary.leave.state}`);
+  }
+  summary.events = await page.evaluate(() => window.__log ?? []);
+  if (cfg.mode !== null && !j.joinError && !summary.events.some((e) => e.ev === 'is-using-cloud-proxy' && e.using === true)) {
+    problems.push('no is-using-cloud-proxy {using: true} event');
+  }
+  if (cfg.checkRules) {
+    summary.rules = [...(summary.rules ?? []), ...(await page.evaluate(pageRules, { controlUrl: cfg.controlUrl }))];
+    for (const r of summary.rules) if (r.got !== r.want) problems.push(`rule "${r.check}": ${r.got}, expected ${r.want}`);
+  }
+  if (cfg.blockedDirect) {
+    const rtn = cfg.blockedDirect.rtnSignalUrl;
+    // An https page may not open ws:// to a non-loopback host (mixed content): the browser would
+    // refuse the WebSocket at once and the check would prove nothing about the firewall. Such a
+    // direct join runs in a second page at an http://localhost origin (a secure context too).
+    const blockedOrigin =
+      cfg.blockedDirect.pageOrigin ?? (/^ws:/i.test(rtn) && /^https:/i.test(origin) ? 'http://localhost:8123' : origin);
+    let bpage = page;
+    if (blockedOrigin !== origin) {
+      await serveSdkPage(context, blockedOrigin, bundle);
+      bpage = await context.newPage();
+      watchConsole(bpage, cfg, summary, false);
+      await bpage.goto(`${blockedOrigin}/`);
+    }
+    const r = await bpage.evaluate(pageBlockedDirect, {
+      sameClient: !j.joinError && rtn === mainRtn && bpage === page,
+      controlUrl: cfg.controlUrl,
+      rtnSignalUrl: rtn,
+      signalTimeoutMs: cfg.signalTimeoutMs,
+      appId: cfg.appId,
+      channel: cfg.channel,
+      token: cfg.token,
+      uid: cfg.uid,
+    });
+    r.pageOrigin = blockedOrigin;
+    summary.blockedDirect = r;
+    if (/insecure WebSocket|Mixed Content/i.test(r.message ?? '')) {
+      problems.push('the direct join was refused by the browser (mixed content), not by the network: use a wss:// rtnSignalUrl or an http://localhost blockedDirect.pageOrigin');
+    }
+    if (r.joined) problems.push(`the direct join to ${rtn} succeeded: the firewall does not block it`);
+    else if (r.code !== 'SIGNAL_UNREACHABLE') problems.push(`direct join failed with ${r.code}, expected SIGNAL_UNREACHABLE (${r.message})`);
+    if (r.elapsedMs > cfg.signalTimeoutMs + 2000) problems.push(`direct join took ${r.elapsedMs} ms to fail (bound ${cfg.signalTimeoutMs + 2000})`);
+    if (r.state !== 'DISCONNECTED') problems.push(`after the failed direct join the state is ${r.state}`);
+  }
+  return problems;
+}
+
+// Serves the test page and the bundle at `origin` from Playwright's router (no socket, works in
+// any network namespace) and grants the origin what a user would: Local Network Access (the
+// edge and the media network are on private addresses), camera and microphone.
+async function serveSdkPage(context, origin, bundle) {
+  await context.route(`${origin}/**`, (route) => {
+    const path = new URL(route.request().url()).pathname;
+    if (path === '/cloudproxy-sdk.js') return route.fulfill({ status: 200, contentType: 'text/javascript', body: bundle });
+    if (path === '/') return route.fulfill({ status: 200, contentType: 'text/html', body: JOIN_PAGE_HTML });
+    return route.fulfill({ status: 404, body: 'not found' });
+  });
+  await context.grantPermissions(['local-network-access', 'camera', 'microphone'], { origin });
+}
+
+async function runDemo(cfg, context, summary) {
+  const origin = new URL(cfg.url).origin;
+  await context.grantPermissions(['local-network-access', 'camera', 'microphone'], { origin });
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  watchConsole(page, cfg, summary);
+  const problems = [];
+  const stepMs = cfg.stepTimeoutMs;
+  summary.expected = `demo page: mode ${cfg.mode}, join, ${cfg.expectUid}'s video with framesDecoded growing`;
+  await page.goto(cfg.url);
+  await page.waitForFunction(() => window.demoState && window.demoState.ready === true, null, { timeout: stepMs });
+  if (cfg.uid) await page.fill('#uid', cfg.uid);
+  await page.selectOption('#mode', cfg.mode === null ? 'direct' : String(cfg.mode));
+  const t0 = Date.now();
+  await page.click('#join');
+  const uid = cfg.expectUid;
+  const seen = await page
+    .waitForFunction(
+      (u) => window.demoState.error || (window.demoState.remote[u]?.framesDecoded ?? 0) > 0,
+      uid,
+      { timeout: stepMs, polling: 200 },
+    )
+    .then(() => true, () => false);
+  const snap = () => page.evaluate(() => JSON.parse(JSON.stringify(window.demoState)));
+  const s1 = await snap();
+  summary.firstFrameMs = seen && !s1.error ? Date.now() - t0 : null;
+  if (s1.error) problems.push(`demo error: ${s1.error}`);
+  else if (!seen) problems.push(`no frame from ${uid} within ${stepMs} ms (state ${s1.state})`);
+  // demoState is refreshed every second: 2.2 s covers at least two refreshes.
+  await sleep(2200);
+  const s2 = await snap();
+  summary.demoState = [s1, s2];
+  const f = (s) => s.remote?.[uid]?.framesDecoded ?? 0;
+  summary.measured = { framesDecoded: [f(s1), f(s2)], using: s2.using, transport: s2.transport, relayProtocol: s2.relayProtocol, edgeId: s2.edgeId, state: s2.state };
+  if (!s1.error && !(f(s2) > f(s1))) problems.push(`framesDecoded from ${uid} did not grow (${f(s1)} → ${f(s2)})`);
+  if (s2.state !== 'CONNECTED') problems.push(`state ${s2.state}`);
+  if (cfg.mode !== null && s2.using !== true) problems.push(`demoState.using is ${s2.using}`);
+  if (cfg.expectRelayProtocol && s2.relayProtocol !== cfg.expectRelayProtocol) {
+    problems.push(`relayProtocol ${s2.relayProtocol}, expected ${cfg.expectRelayProtocol}`);
+  }
+  if (cfg.screenshot) {
+    await page.screenshot({ path: cfg.screenshot, fullPage: true });
+    summary.screenshot = cfg.screenshot;
+  }
+  await page.click('#leave').catch(() => {});
+  await page.waitForFunction(() => window.demoState.state === 'DISCONNECTED', null, { timeout: 5000 }).catch(() => {});
+  summary.afterLeave = await page.evaluate(() => window.demoState.state);
+  return problems;
+}
+
+function watchConsole(page, cfg, summary, reset = true) {
+  if (reset || !summary.consoleErrors) summary.consoleErrors = [];
+  page.on('console', (m) => {
+    if (cfg.verbose) log(`console.${m.type()}: ${m.text()}`);
+    if ((m.type() === 'error' || m.type() === 'warning') && summary.consoleErrors.length < 20) {
+      summary.consoleErrors.push(redact(`${m.type()}: ${m.text()}`));
+    }
+  });
+  page.on('pageerror', (e) => {
+    log(`pageerror: ${e}`);
+    if (summary.consoleErrors.length < 20) summary.consoleErrors.push(redact(`pageerror: ${e}`));
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 // ---------------------------------------------------------------------------------------------
 // Verdicts
 // ---------------------------------------------------------------------------------------------
@@ -429,7 +855,8 @@ function judgeTurns(r, n, cfg) {
 
 async function main() {
   const cfg = loadConfig();
-  const trustCa = cfg.scenario !== 'untrusted';
+  const sdkScenario = cfg.scenario === 'join' || cfg.scenario === 'demo';
+  const trustCa = sdkScenario ? Boolean(cfg.caFile) : cfg.scenario !== 'untrusted';
   const { home, wrapper } = prepareHome(cfg, trustCa);
   const summary = { scenario: cfg.scenario, ok: false, caImported: trustCa };
   let browser;
@@ -448,76 +875,13 @@ async function main() {
       timeout: 30000,
     });
     summary.browserVersion = browser.version();
-    // The page is a secure origin that the test itself serves (intercepted, no socket, so it
-    // works unchanged when the browser is in a network namespace), standing in for a web app on
-    // the public Internet. Chromium's Local Network Access checks block a public page's
-    // WebSocket/WebRTC to loopback or private addresses unless the origin holds the
-    // 'local-network-access' permission, which Playwright grants here as a user would; a real
-    // edge on a public address needs none of this.
-    const context = await browser.newContext();
-    await context.route(`${PAGE_ORIGIN}/**`, (route) =>
-      route.fulfill({ status: 200, contentType: 'text/html', body: PAGE_HTML }),
-    );
-    await context.grantPermissions(['local-network-access'], { origin: PAGE_ORIGIN });
-    const page = await context.newPage();
-    // Console errors carry the browser's reason for a failed connection (net::ERR_..., HTTP
-    // status of a refused upgrade): keep them in the verdict.
-    summary.consoleErrors = [];
-    page.on('console', (m) => {
-      if (cfg.verbose) log(`console.${m.type()}: ${m.text()}`);
-      if (m.type() === 'error' && summary.consoleErrors.length < 20) summary.consoleErrors.push(redact(m.text()));
-    });
-    page.on('pageerror', (e) => log(`pageerror: ${e}`));
-    await page.goto(`${PAGE_ORIGIN}/`);
-    summary.secureContext = await page.evaluate(() => window.isSecureContext);
-    if (cfg.verbose) log('argv:', readFileSync(join(home, 'chromium-argv.txt'), 'utf8').trim().split('\n').join(' '));
-    const n = cfg.messages;
-    const stepMs = cfg.stepTimeoutMs;
-    if (cfg.scenario === 'wss') {
-      summary.expected = `${n} WebSocket echoes through ${redact(cfg.wssUrl)}`;
-      const r = await page.evaluate(pageWss, { url: cfg.wssUrl, n, stepMs, expectFailure: false });
-      summary.wss = r;
-      summary.problems = judgeWss(r, n);
-    } else if (cfg.scenario === 'turns') {
-      const peerUrl = (cfg.peerTurn ?? cfg.turn).urls;
-      summary.expected =
-        `data channel between a relay-only client on ${cfg.turn.urls} (selected local candidate relay/tls) ` +
-        `and a relay-only peer on ${peerUrl} (relay/${expectedRelayProtocol(peerUrl)})`;
-      const r = await page.evaluate(pageTurns, {
-        turn: cfg.turn,
-        peerTurn: cfg.peerTurn ?? null,
-        n,
-        stepMs,
-        expectFailure: false,
-      });
-      summary.turns = r;
-      summary.problems = judgeTurns(r, n, cfg);
+    if (sdkScenario) {
+      const context = await browser.newContext();
+      summary.problems = cfg.scenario === 'join' ? await runJoin(cfg, context, summary) : await runDemo(cfg, context, summary);
+      summary.ok = summary.problems.length === 0;
     } else {
-      summary.expected = 'without the CA: no relay candidate from the TURN server and the WebSocket errors without opening (each probe that is configured)';
-      summary.problems = [];
-      // Run the two probes concurrently so the bounded waits overlap.
-      const [t, w] = await Promise.all([
-        cfg.turn?.urls
-          ? page.evaluate(pageTurns, {
-              turn: cfg.turn,
-              n,
-              stepMs,
-              expectFailure: true,
-              untrustedWaitMs: cfg.untrustedWaitMs,
-            })
-          : null,
-        cfg.wssUrl ? page.evaluate(pageWss, { url: cfg.wssUrl, n, stepMs, expectFailure: true }) : null,
-      ]);
-      if (t) {
-        summary.turns = t;
-        if (t.relayCandidates !== 0) summary.problems.push(`untrusted TURN server gave ${t.relayCandidates} relay candidate(s)`);
-      }
-      if (w) {
-        summary.wss = w;
-        if (w.opened) summary.problems.push('WebSocket to an untrusted server opened');
-      }
+      await runLegacy(cfg, browser, summary, home);
     }
-    summary.ok = summary.problems.length === 0;
   } catch (e) {
     summary.ok = false;
     summary.problems = [...(summary.problems ?? []), `harness error: ${e?.stack ?? e}`];
@@ -529,6 +893,80 @@ async function main() {
   }
   process.stdout.write(`${JSON.stringify(summary)}\n`);
   process.exitCode = summary.ok ? 0 : 1;
+}
+
+// Scenarios wss, turns and untrusted.
+async function runLegacy(cfg, browser, summary, home) {
+  // The page is a secure origin that the test itself serves (intercepted, no socket, so it
+  // works unchanged when the browser is in a network namespace), standing in for a web app on
+  // the public Internet. Chromium's Local Network Access checks block a public page's
+  // WebSocket/WebRTC to loopback or private addresses unless the origin holds the
+  // 'local-network-access' permission, which Playwright grants here as a user would; a real
+  // edge on a public address needs none of this.
+  const context = await browser.newContext();
+  await context.route(`${PAGE_ORIGIN}/**`, (route) =>
+    route.fulfill({ status: 200, contentType: 'text/html', body: PAGE_HTML }),
+  );
+  await context.grantPermissions(['local-network-access'], { origin: PAGE_ORIGIN });
+  const page = await context.newPage();
+  // Console errors carry the browser's reason for a failed connection (net::ERR_..., HTTP
+  // status of a refused upgrade): keep them in the verdict.
+  summary.consoleErrors = [];
+  page.on('console', (m) => {
+    if (cfg.verbose) log(`console.${m.type()}: ${m.text()}`);
+    if (m.type() === 'error' && summary.consoleErrors.length < 20) summary.consoleErrors.push(redact(m.text()));
+  });
+  page.on('pageerror', (e) => log(`pageerror: ${e}`));
+  await page.goto(`${PAGE_ORIGIN}/`);
+  summary.secureContext = await page.evaluate(() => window.isSecureContext);
+  if (cfg.verbose) log('argv:', readFileSync(join(home, 'chromium-argv.txt'), 'utf8').trim().split('\n').join(' '));
+  const n = cfg.messages;
+  const stepMs = cfg.stepTimeoutMs;
+  if (cfg.scenario === 'wss') {
+    summary.expected = `${n} WebSocket echoes through ${redact(cfg.wssUrl)}`;
+    const r = await page.evaluate(pageWss, { url: cfg.wssUrl, n, stepMs, expectFailure: false });
+    summary.wss = r;
+    summary.problems = judgeWss(r, n);
+  } else if (cfg.scenario === 'turns') {
+    const peerUrl = (cfg.peerTurn ?? cfg.turn).urls;
+    summary.expected =
+      `data channel between a relay-only client on ${cfg.turn.urls} (selected local candidate relay/tls) ` +
+      `and a relay-only peer on ${peerUrl} (relay/${expectedRelayProtocol(peerUrl)})`;
+    const r = await page.evaluate(pageTurns, {
+      turn: cfg.turn,
+      peerTurn: cfg.peerTurn ?? null,
+      n,
+      stepMs,
+      expectFailure: false,
+    });
+    summary.turns = r;
+    summary.problems = judgeTurns(r, n, cfg);
+  } else {
+    summary.expected = 'without the CA: no relay candidate from the TURN server and the WebSocket errors without opening (each probe that is configured)';
+    summary.problems = [];
+    // Run the two probes concurrently so the bounded waits overlap.
+    const [t, w] = await Promise.all([
+      cfg.turn?.urls
+        ? page.evaluate(pageTurns, {
+            turn: cfg.turn,
+            n,
+            stepMs,
+            expectFailure: true,
+            untrustedWaitMs: cfg.untrustedWaitMs,
+          })
+        : null,
+      cfg.wssUrl ? page.evaluate(pageWss, { url: cfg.wssUrl, n, stepMs, expectFailure: true }) : null,
+    ]);
+    if (t) {
+      summary.turns = t;
+      if (t.relayCandidates !== 0) summary.problems.push(`untrusted TURN server gave ${t.relayCandidates} relay candidate(s)`);
+    }
+    if (w) {
+      summary.wss = w;
+      if (w.opened) summary.problems.push('WebSocket to an untrusted server opened');
+    }
+  }
+  summary.ok = summary.problems.length === 0;
 }
 
 function redact(text) {
