@@ -8,6 +8,7 @@ mod admin_cli;
 mod control_cmd;
 mod demo;
 mod edge_cmd;
+mod join_cmd;
 mod rtn_cmd;
 mod token_cmd;
 
@@ -43,6 +44,9 @@ enum Command {
     /// Run a local demo: an edge on 127.0.0.1 with generated credentials and a UDP echo peer,
     /// and print how to point a TURN client at it.
     Demo(demo::DemoArgs),
+    /// Join a channel as a test participant (Rust SDK): through the cloud proxy by default,
+    /// sending test audio/video and printing stats every second
+    Join(Box<join_cmd::JoinArgs>),
     /// Manage App IDs through the control plane's admin API.
     App(admin_cli::AppArgs),
     /// List or drain edges through the admin API.
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Command::Control(args) => control_cmd::run(*args),
         Command::Rtn(args) => rtn_cmd::run(*args),
         Command::Demo(args) => demo::run(args),
+        Command::Join(args) => join_cmd::run(*args),
         Command::App(args) => admin_cli::run_app(args),
         Command::Edges(args) => admin_cli::run_edges(args),
         Command::Secrets(args) => admin_cli::run_secrets(args),
