@@ -177,9 +177,22 @@ export class MediaSession {
     const uids = new Set<string>([...this.#members, ...this.#remotes.map((r) => r.uid)]);
     return [...uids].sort().map((uid) => ({
       uid,
-      audioTrack: this.#remotes.find((r) => r.uid === uid && r.mediaType === 'audio')?.track ?? null,
-      videoTrack: this.#remotes.find((r) => r.uid === uid && r.mediaType === 'video')?.track ?? null,
+      audioTrack: this.#latest(uid, 'audio')?.track ?? null,
+      videoTrack: this.#latest(uid, 'video')?.track ?? null,
     }));
+  }
+
+  /**
+   * The newest track of `uid` and `mediaType`. A publisher that stops a track and publishes a
+   * new one may leave the old one in place (the stand-in SFU stops forwarded tracks only when
+   * their publisher leaves), so the newest is the live one.
+   */
+  #latest(uid: string, mediaType: MediaType): Remote | undefined {
+    for (let i = this.#remotes.length - 1; i >= 0; i--) {
+      const r = this.#remotes[i] as Remote;
+      if (r.uid === uid && r.mediaType === mediaType) return r;
+    }
+    return undefined;
   }
 
   /** The first offer (rule 1): a data channel, so there is an m-line before anything is published. */
@@ -235,7 +248,7 @@ export class MediaSession {
   /** `uid`'s track of `mediaType`: at once if it arrived, else the first that does within `timeoutMs`. */
   subscribe(uid: string, mediaType: MediaType, timeoutMs: number): Promise<MediaStreamTrack> {
     this.#assertOpen();
-    const have = this.#remotes.find((r) => r.uid === uid && r.mediaType === mediaType);
+    const have = this.#latest(uid, mediaType);
     if (have) return Promise.resolve(have.track);
     return new Promise((resolve, reject) => {
       const w: TrackWaiter = {

@@ -524,3 +524,17 @@ describe('a client used twice', () => {
     expect(c.connectionState).toBe('CONNECTED');
   });
 });
+
+describe('a publisher that stops a track and publishes a new one', () => {
+  it('subscribe and remoteUsers give the newest track', async () => {
+    const t = setup({ gateway: { kind: 'ok', members: ['alice'] } });
+    await t.client.join('app', 'room', 'tok', 'me');
+    await until(() => t.mediaPc().log.includes('remote:answer'));
+    t.sock().serverSend({ type: 'offer', sdp: serverSdp([['1', 'video', 'alice', 9]]) });
+    await until(() => t.tracks.length === 1);
+    t.sock().serverSend({ type: 'offer', sdp: serverSdp([['1', 'video', 'alice', 9], ['2', 'video', 'alice', 9]]) });
+    await until(() => t.tracks.length === 2);
+    expect(await t.client.subscribe('alice', 'video')).toBe(t.tracks[1]!.track);
+    expect(t.client.remoteUsers()[0]!.videoTrack).toBe(t.tracks[1]!.track);
+  });
+});

@@ -495,9 +495,21 @@ var MediaSession = class {
     const uids = /* @__PURE__ */ new Set([...this.#members, ...this.#remotes.map((r) => r.uid)]);
     return [...uids].sort().map((uid) => ({
       uid,
-      audioTrack: this.#remotes.find((r) => r.uid === uid && r.mediaType === "audio")?.track ?? null,
-      videoTrack: this.#remotes.find((r) => r.uid === uid && r.mediaType === "video")?.track ?? null
+      audioTrack: this.#latest(uid, "audio")?.track ?? null,
+      videoTrack: this.#latest(uid, "video")?.track ?? null
     }));
+  }
+  /**
+   * The newest track of `uid` and `mediaType`. A publisher that stops a track and publishes a
+   * new one may leave the old one in place (the stand-in SFU stops forwarded tracks only when
+   * their publisher leaves), so the newest is the live one.
+   */
+  #latest(uid, mediaType) {
+    for (let i = this.#remotes.length - 1; i >= 0; i--) {
+      const r = this.#remotes[i];
+      if (r.uid === uid && r.mediaType === mediaType) return r;
+    }
+    return void 0;
   }
   /** The first offer (rule 1): a data channel, so there is an m-line before anything is published. */
   start() {
@@ -547,7 +559,7 @@ var MediaSession = class {
   /** `uid`'s track of `mediaType`: at once if it arrived, else the first that does within `timeoutMs`. */
   subscribe(uid, mediaType, timeoutMs) {
     this.#assertOpen();
-    const have = this.#remotes.find((r) => r.uid === uid && r.mediaType === mediaType);
+    const have = this.#latest(uid, mediaType);
     if (have) return Promise.resolve(have.track);
     return new Promise((resolve, reject) => {
       const w = {
