@@ -269,7 +269,9 @@ async function join() {
     await client.join(config.appId, config.channel, token, uid);
     statsTimer = setInterval(updateStats, 1000);
   } catch (e) {
-    showError(describeError(e));
+    // Leave pressed during the join: not an error.
+    const cancelled = e?.code === 'INVALID_OPERATION' && /cancelled by leave/.test(e.message);
+    showError(cancelled ? null : describeError(e));
     busy = false;
     render();
     return;
