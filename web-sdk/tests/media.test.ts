@@ -538,3 +538,25 @@ describe('a publisher that stops a track and publishes a new one', () => {
     expect(t.client.remoteUsers()[0]!.videoTrack).toBe(t.tracks[1]!.track);
   });
 });
+
+describe('keepalive', () => {
+  it('sends an ignored candidate message every 25 s while joined, and stops after leave', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const t = setup();
+      await t.client.join('app', 'room', 'tok', 'me');
+      const keepalives = () => t.sock().sent.filter((m) => m['type'] === 'candidate');
+      vi.advanceTimersByTime(24_000);
+      expect(keepalives()).toHaveLength(0);
+      vi.advanceTimersByTime(1_000);
+      expect(keepalives()).toEqual([{ type: 'candidate', candidate: null }]);
+      vi.advanceTimersByTime(50_000);
+      expect(keepalives()).toHaveLength(3);
+      await t.client.leave();
+      vi.advanceTimersByTime(100_000);
+      expect(keepalives()).toHaveLength(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
