@@ -363,9 +363,6 @@ export class CloudProxyClient {
     this.#media = media;
     this.#joined = info;
     conn.startKeepalive(SIGNAL_KEEPALIVE_MS);
-    media.start().catch((e: unknown) => {
-      if (this.#media === media) console.warn('cloudproxy: the first offer failed', e);
-    });
     if (route.kind === 'cloud-proxy') this.#watchRelay(media, route);
     this.#emitState(change);
     this.#events.emit(
@@ -374,7 +371,17 @@ export class CloudProxyClient {
         ? { using: true, transport: route.mode, edgeId: route.edge.id, relayProtocol: route.relayProtocol }
         : { using: false, transport: null },
     );
-    for (const m of members) this.#events.emit('user-joined', { uid: m });
+    // An event handler may have left already.
+    if (this.#media === media) {
+      for (const m of members) this.#events.emit('user-joined', { uid: m });
+    }
+    if (this.#media === media) {
+      // Messages that came after `joined` (member-joined, ...), then the first offer.
+      media.listen();
+      media.start().catch((e: unknown) => {
+        if (this.#media === media) console.warn('cloudproxy: the first offer failed', e);
+      });
+    }
     return info;
   }
 

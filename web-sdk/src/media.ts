@@ -164,7 +164,14 @@ export class MediaSession {
       if (this.#closed) return;
       o.onSignalLost(why);
     });
-    o.conn.onMessage((m) => this.#handle(m));
+  }
+
+  /**
+   * Starts handling the gateway's messages (those that arrived since `joined` first). Separate
+   * from the constructor so the client reports CONNECTED and the members known at join first.
+   */
+  listen(): void {
+    this.#conn.onMessage((m) => this.#handle(m));
   }
 
   /** The other members of the channel. */

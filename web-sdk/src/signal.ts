@@ -219,6 +219,8 @@ export class SignalConnection {
   #queue: ServerMessage[] = [];
   #closeHandler: ((why: string) => void) | null = null;
   #closed = false;
+  /** Why the socket ended by itself, once it did. */
+  #endedWhy: string | null = null;
   #keepalive: ReturnType<typeof setInterval> | null = null;
 
   /** @internal use {@link connectAndJoin}. */
@@ -245,9 +247,14 @@ export class SignalConnection {
     for (const m of this.#queue.splice(0)) h(m);
   }
 
-  /** Called once when the socket closes or fails (not after {@link close}). */
+  /**
+   * Called once when the socket closes or fails (not after {@link close}); at once (in a
+   * microtask) if that already happened.
+   */
   onClose(h: (why: string) => void): void {
     this.#closeHandler = h;
+    const why = this.#endedWhy;
+    if (why !== null) queueMicrotask(() => h(why));
   }
 
   send(m: ClientMessage): void {
@@ -291,6 +298,7 @@ export class SignalConnection {
   #ended(why: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#endedWhy = why;
     this.#stopKeepalive();
     this.#closeHandler?.(why);
   }

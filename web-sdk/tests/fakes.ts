@@ -274,8 +274,8 @@ export function sleep(ms: number): Promise<void> {
 
 /** What a fake gateway does with `join`. */
 export type GatewayBehaviour =
-  /** Answers `joined` with these members. */
-  | { kind: 'ok'; members?: string[] }
+  /** Answers `joined` with these members, then sends `after` in the same task. */
+  | { kind: 'ok'; members?: string[]; after?: Record<string, unknown>[] }
   /** Answers `error` with this rtn code. */
   | { kind: 'refuse'; code: string }
   /** The WebSocket never opens and closes with 1006 (a refused connection). */
@@ -330,7 +330,12 @@ export function fakeGateway(behaviour: GatewayBehaviour | ((url: string) => Gate
       this.sent.push(m);
       const b = this.#b;
       if (m['type'] === 'join') {
-        if (b.kind === 'ok') this.#later({ type: 'joined', uid: m['uid'], members: b.members ?? [] });
+        if (b.kind === 'ok') {
+          setTimeout(() => {
+            this.serverSend({ type: 'joined', uid: m['uid'], members: b.members ?? [] });
+            for (const x of b.after ?? []) this.serverSend(x);
+          }, 1);
+        }
         else if (b.kind === 'refuse') this.#later({ type: 'error', code: b.code, message: 'refused by the fake' });
         else if (b.kind === 'close-after-join') setTimeout(() => this.serverClose(1011), 1);
       } else if (m['type'] === 'offer' && autoAnswer) {

@@ -117,6 +117,13 @@ describe('join: signalling', () => {
     expect(t.mediaPc().log).toEqual(['local:offer', 'remote:answer']);
   });
 
+  it('messages right after joined are reported after CONNECTED and the members known at join', async () => {
+    const t = setup({ gateway: { kind: 'ok', members: ['alice'], after: [{ type: 'member-joined', uid: 'bob' }] } });
+    await t.client.join('app', 'room', 'tok', 'me');
+    await until(() => t.log.includes('user-joined bob'));
+    expect(t.log).toEqual(['state DISCONNECTED>CONNECTING', 'state CONNECTING>CONNECTED', 'user-joined alice', 'user-joined bob']);
+  });
+
   it('cloud proxy: through the relay of the edge the join chose, with the ticket; relay-only media', async () => {
     const t = setup({ edges: ['bad1', 'e2'] });
     t.client.startProxyServer(3);

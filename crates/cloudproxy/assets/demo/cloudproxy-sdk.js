@@ -484,7 +484,13 @@ var MediaSession = class {
       if (this.#closed) return;
       o.onSignalLost(why);
     });
-    o.conn.onMessage((m) => this.#handle(m));
+  }
+  /**
+   * Starts handling the gateway's messages (those that arrived since `joined` first). Separate
+   * from the constructor so the client reports CONNECTED and the members known at join first.
+   */
+  listen() {
+    this.#conn.onMessage((m) => this.#handle(m));
   }
   /** The other members of the channel. */
   members() {
@@ -946,6 +952,8 @@ var SignalConnection = class {
   #queue = [];
   #closeHandler = null;
   #closed = false;
+  /** Why the socket ended by itself, once it did. */
+  #endedWhy = null;
   #keepalive = null;
   /** @internal use {@link connectAndJoin}. */
   constructor(ws, url) {
@@ -968,9 +976,14 @@ var SignalConnection = class {
     this.#handler = h;
     for (const m of this.#queue.splice(0)) h(m);
   }
-  /** Called once when the socket closes or fails (not after {@link close}). */
+  /**
+   * Called once when the socket closes or fails (not after {@link close}); at once (in a
+   * microtask) if that already happened.
+   */
   onClose(h) {
     this.#closeHandler = h;
+    const why = this.#endedWhy;
+    if (why !== null) queueMicrotask(() => h(why));
   }
   send(m) {
     if (this.#closed) return;
@@ -1007,6 +1020,7 @@ var SignalConnection = class {
   #ended(why) {
     if (this.#closed) return;
     this.#closed = true;
+    this.#endedWhy = why;
     this.#stopKeepalive();
     this.#closeHandler?.(why);
   }
@@ -1339,16 +1353,21 @@ var CloudProxyClient = class {
     this.#media = media;
     this.#joined = info;
     conn.startKeepalive(SIGNAL_KEEPALIVE_MS);
-    media.start().catch((e) => {
-      if (this.#media === media) console.warn("cloudproxy: the first offer failed", e);
-    });
     if (route.kind === "cloud-proxy") this.#watchRelay(media, route);
     this.#emitState(change);
     this.#events.emit(
       "is-using-cloud-proxy",
       route.kind === "cloud-proxy" ? { using: true, transport: route.mode, edgeId: route.edge.id, relayProtocol: route.relayProtocol } : { using: false, transport: null }
     );
-    for (const m of members) this.#events.emit("user-joined", { uid: m });
+    if (this.#media === media) {
+      for (const m of members) this.#events.emit("user-joined", { uid: m });
+    }
+    if (this.#media === media) {
+      media.listen();
+      media.start().catch((e) => {
+        if (this.#media === media) console.warn("cloudproxy: the first offer failed", e);
+      });
+    }
     return info;
   }
   /**
