@@ -48,7 +48,7 @@
 //     "expectRelay": true (default: mode != null), "publish": true, "durationMs": 8000,
 //     "screenshot": "/tmp/join.png", "checkRules": true,
 //     "blockedDirect": { "rtnSignalUrl": "ws://10.200.2.2:8443/signal", "pageOrigin": (optional) },
-//     "signalTimeoutMs": 5000, "stepTimeoutMs": 15000
+//     "signalTimeoutMs": 5000, "stepTimeoutMs": 15000, "area": "EU" (optional: the area hint)
 //   }
 //   demo: { "scenario": "demo", "url": "http://127.0.0.1:8080/", "mode": 3, "uid": "web-x" (optional),
 //           "expectUid": "bot", "expectRelayProtocol": null, "screenshot": "/tmp/demo.png",
@@ -452,6 +452,7 @@ async function pageJoin(a) {
   const client = sdk.createClient({
     controlUrl: a.controlUrl,
     ...(a.rtnSignalUrl ? { rtnSignalUrl: a.rtnSignalUrl } : {}),
+    ...(a.area ? { area: a.area } : {}),
     signalTimeoutMs: a.signalTimeoutMs,
     subscribeTimeoutMs: a.stepMs,
   });
@@ -610,6 +611,7 @@ async function runJoin(cfg, context, summary) {
   const mainRtn = cfg.rtnSignalUrl ?? cfg.blockedDirect?.rtnSignalUrl ?? null;
   const j = await page.evaluate(pageJoin, {
     controlUrl: cfg.controlUrl,
+    area: cfg.area ?? null,
     rtnSignalUrl: mainRtn,
     signalTimeoutMs: cfg.signalTimeoutMs,
     stepMs,

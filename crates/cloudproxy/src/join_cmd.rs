@@ -138,8 +138,12 @@ async fn run_async(args: JoinArgs) -> ExitCode {
         }
         (None, None) => unreachable!("clap requires --token or --app-cert"),
     };
+    // Signalling gets most of the join's budget but not all of it, so that an unreachable
+    // gateway is reported as SIGNAL_UNREACHABLE rather than as a bare timeout.
+    let signal_timeout = Duration::from_secs(args.join_timeout.saturating_sub(2).clamp(1, 10));
     let client = match Client::new(ClientConfig {
         control_url: args.control.clone(),
+        signal_timeout,
         ca_pem,
         area: args.area.clone(),
         rtn_signal_url: args.rtn_signal.clone(),

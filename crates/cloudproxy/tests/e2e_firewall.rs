@@ -24,8 +24,10 @@
 //! the rtn host), negative control (whitelist on: it does not, nor unlisted edge ports), then
 //! the product working anyway, per mode, with nft counters proving which ports carried it.
 //!
-//! The steps that run `cloudproxy join` (the SDK's command line) run only with
-//! `CLOUDPROXY_E2E_JOIN=1` until that command lands; everything else always runs.
+//! The participants are `cloudproxy join` (the Rust SDK's command line) and, in modes 3 and 5,
+//! headless Chromium running the web SDK (tests/browser/run.mjs, scenario `join`) with the test
+//! CA in its NSS store, so the certificates are verified. `CLOUDPROXY_E2E_JOIN=0` skips every
+//! join, for debugging the topology alone; CI never sets it.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -37,7 +39,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use integration_tests::tls::TestCa;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudproxy");
 const JOIN_ENV: &str = "CLOUDPROXY_E2E_JOIN";
@@ -70,12 +72,13 @@ fn firewalled_client_joins_through_the_proxy_in_every_mode() {
     require_root_tools();
     remove_leftovers();
     install_signal_cleanup();
-    let join = std::env::var(JOIN_ENV).map(|v| v == "1").unwrap_or(false);
+    // Debugging the topology alone: CLOUDPROXY_E2E_JOIN=0 skips every join (never on CI).
+    let join = std::env::var(JOIN_ENV).map(|v| v != "0").unwrap_or(true);
     if !join {
         eprintln!(
-            "\n[e2e] !!!!! {JOIN_ENV} is not 1: SKIPPING every `cloudproxy join` step (direct join with \
-             and without the whitelist, usage errors, media per mode, failover). The stack, the \
-             firewall per mode and the proxy path without the SDK are still checked. !!!!!\n"
+            "\n[e2e] !!!!! {JOIN_ENV}=0: SKIPPING every `cloudproxy join` and browser step (direct \
+             join with and without the whitelist, usage errors, media per mode, failover). The \
+             stack, the firewall per mode and the proxy path without the SDK are still checked. !!!!!\n"
         );
     }
     if join {
@@ -85,7 +88,7 @@ fn firewalled_client_joins_through_the_proxy_in_every_mode() {
             .expect("run cloudproxy");
         assert!(
             help.status.success(),
-            "{JOIN_ENV}=1 but this build has no `cloudproxy join`: {}",
+            "this build has no `cloudproxy join`: {}",
             String::from_utf8_lossy(&help.stderr)
         );
     }
@@ -264,6 +267,39 @@ fn firewalled_client_joins_through_the_proxy_in_every_mode() {
             last["sent"],
             c.summary()
         );
+        // Chromium with the web SDK, behind the same firewall, in modes 3 and 5; in mode 5
+        // also the §5 rules in the browser and a direct join that the firewall blocks.
+        if matches!(mode.number, "3" | "5") {
+            classes.install(&topo);
+            let extra = if mode.number == "5" {
+                json!({
+                    "checkRules": true,
+                    "blockedDirect": {"rtnSignalUrl": ctx.rtn_signal()},
+                    "signalTimeoutMs": 4000,
+                })
+            } else {
+                json!({})
+            };
+            let (verdict, peer) = ctx.browser_join(mode, extra);
+            peer.assert_ok(&browser_uid(mode));
+            let c = classes.read(&topo);
+            // In mode 5 the browser also tries a direct join on purpose (blockedDirect).
+            mode.assert_counters_with(&c, false, mode.number == "5");
+            if mode.number == "5" {
+                assert_eq!(
+                    verdict["blockedDirect"]["code"], "SIGNAL_UNREACHABLE",
+                    "the browser's direct join is blocked and says so: {verdict}"
+                );
+            }
+            eprintln!(
+                "[e2e] 3. mode {}: Chromium joined via relayProtocol {}, framesDecoded {}, the rtn-side peer got {} from it; counters {}",
+                mode.number,
+                verdict["measured"]["relayProtocol"],
+                verdict["measured"]["framesDecoded"],
+                peer.lines.last().map(|l| l["recv"].to_string()).unwrap_or_default(),
+                c.summary()
+            );
+        }
     }
 
     // 5. Failover: edge A (offered first) blocked by an extra drop rule in front of the
@@ -313,50 +349,8 @@ fn firewalled_client_joins_through_the_proxy_in_every_mode() {
     }
     unblock(&topo);
 
-    // 6. The browser (web SDK in Chromium) joins through the same set-up.
-    stack.set_modes(&["udp", "tcp", "tls"]);
-    stack.apply_whitelist(&topo);
-    browser_scenarios(&BrowserCtx {
-        client_ns: &topo.client,
-        edge_ns: &topo.edge,
-        rtn_ns: &topo.rtn,
-        control_url: &stack.control_url,
-        ca_pem: &stack.ca_pem,
-        app_id: &stack.app_id,
-        app_cert: &stack.app_cert,
-        rtn_signal: &format!("ws://{rtn_signal}/signal"),
-    });
-
     drop(logs);
     eprintln!("[e2e] done in {:.1}s", started.elapsed().as_secs_f64());
-}
-
-/// HOOK for the Chromium scenarios (tests/browser/run.mjs, written separately): Chromium in
-/// `client_ns` joins in modes 3 and 5 with the web SDK through the proxy; the participant runs
-/// in `rtn_ns`. On entry the stack is up, the whitelist (all modes) is loaded in the client
-/// namespace, and `ca_pem` is the CA of the control plane's and both edges' certificates.
-struct BrowserCtx<'a> {
-    client_ns: &'a str,
-    edge_ns: &'a str,
-    rtn_ns: &'a str,
-    control_url: &'a str,
-    ca_pem: &'a Path,
-    app_id: &'a str,
-    app_cert: &'a str,
-    rtn_signal: &'a str,
-}
-
-fn browser_scenarios(ctx: &BrowserCtx<'_>) {
-    // HOOK: the Chromium part goes here (modes 3 and 5 via tests/browser/run.mjs).
-    let _ = (
-        ctx.client_ns,
-        ctx.edge_ns,
-        ctx.rtn_ns,
-        ctx.control_url,
-        ctx.ca_pem,
-    );
-    let _ = (ctx.app_id, ctx.app_cert, ctx.rtn_signal);
-    eprintln!("[e2e] 6. browser scenarios: not written yet (hook `browser_scenarios`)");
 }
 
 /// Re-executed inside a namespace by [`probe`]: one bounded connectivity probe, printed as
@@ -619,6 +613,14 @@ impl Mode {
     /// After a join through edge A: bytes both ways on the mode's media port class, and no
     /// packet attempted on the other media classes, to the rtn, or anywhere else unlisted.
     fn assert_counters(&self, c: &Counters) {
+        self.assert_counters_with(c, true, false)
+    }
+
+    /// `strict_other`: nothing at all to unlisted destinations. A browser also sends its own
+    /// chatter (mDNS, its candidate gathering toward host addresses), which the whitelist's
+    /// drop policy stops (step 2 proves the policy): for it the count is only reported.
+    /// `direct_tried`: the run also tried the rtn directly on purpose (and was blocked).
+    fn assert_counters_with(&self, c: &Counters, strict_other: bool, direct_tried: bool) {
         let media = match self.app_mode {
             "udp" => "udp",
             "tcp" => "tcp",
@@ -644,8 +646,9 @@ impl Mode {
                     c[&format!("try_{edge}_{other}")],
                     c[&format!("pass_{edge}_{other}")],
                 );
-                // Signalling may use the plain port (modes 3, 4); whether an SDK also knocks at
-                // 443 there (which this mode's whitelist does not open) is reported, not failed.
+                // Signalling may use the plain port or 443 (WSS, what a browser on an https
+                // page must use) in modes 3 and 4; media never does, which the byte counts of
+                // the media class above and the zero on the other media classes show.
                 let signalling = other == "signal" || (other == "tls" && media != "tls");
                 if media == "tls" || !signalling {
                     assert_eq!(
@@ -654,7 +657,7 @@ impl Mode {
                         self.number
                     );
                 }
-                if media == "tls" || other != "signal" {
+                if media == "tls" || !signalling {
                     assert_eq!(
                         passed.packets, 0,
                         "mode {}: nothing through {edge} {other}: {s}",
@@ -663,16 +666,21 @@ impl Mode {
                 }
             }
         }
-        assert_eq!(
-            c["try_rtn"].packets, 0,
-            "mode {}: nothing direct to the rtn: {s}",
-            self.number
-        );
-        assert_eq!(
-            c["try_other"].packets, 0,
-            "mode {}: nothing unlisted: {s}",
-            self.number
-        );
+        if !direct_tried {
+            assert_eq!(
+                c["try_rtn"].packets, 0,
+                "mode {}: nothing direct to the rtn: {s}",
+                self.number
+            );
+        }
+        if strict_other {
+            assert_eq!(
+                c["try_other"].packets, 0,
+                "mode {}: nothing unlisted: {s}",
+                self.number
+            );
+        }
+
         assert!(
             c["pass_control"].packets > 0,
             "mode {}: proxy info from the control plane: {s}",
@@ -699,9 +707,8 @@ fn assert_entries(
         if modes.contains(&"tcp") {
             want.push(format!("tcp {} {}-{}", e.ip, e.tcp_ports.0, e.tcp_ports.1));
         }
-        if modes.contains(&"tls") {
-            want.push(format!("tcp {} {p}-{p}", e.ip, p = e.tls_port));
-        }
+        // The TLS port in every mode: browsers on https pages signal over WSS.
+        want.push(format!("tcp {} {p}-{p}", e.ip, p = e.tls_port));
         if modes.contains(&"udp") || modes.contains(&"tcp") {
             want.push(format!("tcp {} {p}-{p}", e.ip, p = e.signal_port));
         }
@@ -732,8 +739,8 @@ fn check_firewall_shape(topo: &Topology, stack: &Stack, a: &EdgeHb, mode: &Mode)
     );
     let open = |x: &str| x == "open";
     let (want_udp, want_tcp, want_tls, want_sig) = match mode.app_mode {
-        "udp" => (true, false, false, true),
-        "tcp" => (false, true, false, true),
+        "udp" => (true, false, true, true),
+        "tcp" => (false, true, true, true),
         _ => (false, false, true, false),
     };
     let got =
@@ -982,6 +989,154 @@ impl JoinCtx<'_> {
         });
         (client, peer)
     }
+}
+
+/// The browser's uid in `mode`'s run.
+fn browser_uid(mode: &Mode) -> String {
+    format!("web-{}", mode.number)
+}
+
+/// Longest a `node tests/browser/run.mjs` run may take (its own waits are bounded).
+const BROWSER_DEADLINE: Duration = Duration::from_secs(90);
+
+impl JoinCtx<'_> {
+    /// Chromium in the client namespace (tests/browser/run.mjs, scenario `join`: the web SDK
+    /// bundle the demo serves, a test page on an https origin, the test CA imported into the
+    /// browser's NSS store) joins through the proxy in `mode` while the rtn-side participant
+    /// (`cloudproxy join --no-proxy`) publishes and expects the browser's media. Returns the
+    /// browser's verdict (asserted ok) and the participant's run.
+    fn browser_join(&self, mode: &Mode, extra: Value) -> (Value, JoinRun) {
+        let channel = format!("{CHANNEL}-browser{}", mode.number);
+        let uid = browser_uid(mode);
+        let s = self.stack;
+        let peer_secs = 16;
+        let peer_args: Vec<String> = [
+            "--no-proxy",
+            "--rtn-signal",
+            &self.rtn_signal(),
+            "--expect-from",
+            &uid,
+            "--min-frames",
+            &MIN_FRAMES.to_string(),
+            "--duration",
+            &peer_secs.to_string(),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let token = credentials::join_token::mint_join_token(
+            &s.app_id,
+            s.app_cert.as_bytes(),
+            &channel,
+            &uid,
+            now + 600,
+        );
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cfg = json!({
+            "scenario": "join",
+            "caFile": s.ca_str(),
+            "netns": self.topo.client,
+            "pageOrigin": "https://app.test",
+            "bundleFile": manifest.join("assets/demo/cloudproxy-sdk.js"),
+            "controlUrl": s.control_url,
+            "appId": s.app_id,
+            "channel": channel,
+            "uid": uid,
+            "token": token,
+            "mode": mode.number.parse::<u8>().unwrap(),
+            "expectUid": PEER_UID,
+            "expectRelayProtocol": mode.transport,
+            "area": AREA,
+            "publish": true,
+            "durationMs": 4000,
+        });
+        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        std::thread::scope(|sc| {
+            let peer = sc.spawn(|| {
+                self.join_in(
+                    &self.topo.rtn,
+                    &channel,
+                    PEER_UID,
+                    &peer_args,
+                    peer_secs + 20,
+                )
+            });
+            let verdict = run_browser(&cfg);
+            let peer = peer.join().expect("peer thread");
+            (verdict, peer)
+        })
+    }
+}
+
+/// Runs `node tests/browser/run.mjs CONFIG` in the host namespace (it starts Chromium inside
+/// `netns` itself), bounded; returns its JSON verdict after asserting it is ok.
+fn run_browser(cfg: &Value) -> Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core/package.json")
+            .exists(),
+        "{}/node_modules is missing: run tests/browser/setup.sh (chromium, libnss3-tools, npm ci)",
+        dir.display()
+    );
+    let mut child = Command::new("node")
+        .arg(dir.join("run.mjs"))
+        .arg(cfg.to_string())
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().expect("stdout")));
+    let err = reader(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + BROWSER_DEADLINE;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait node") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let verdict: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "run.mjs gave no JSON verdict ({e}), status {status:?}\nstdout: {out}\nstderr: {err}"
+        )
+    });
+    assert!(
+        status.is_some_and(|s| s.success()) && verdict["ok"] == true,
+        "browser join failed (status {status:?}): {verdict}\nstderr: {err}"
+    );
+    assert_eq!(
+        verdict["caImported"], true,
+        "the test CA is verified, not ignored: {verdict}"
+    );
+    verdict
 }
 
 /// The outcome of one `cloudproxy join --json`.

@@ -34,8 +34,10 @@ pub const PURPOSE_SIGNAL: &str = "signalling relay (TCP)";
 ///   id. Per edge:
 ///   - UDP `udp_ports` ([`PURPOSE_TURN_UDP`]) if the app enables [`TransportMode::Udp`];
 ///   - TCP `tcp_ports` ([`PURPOSE_TURN_TCP`]) if it enables [`TransportMode::Tcp`];
-///   - TCP `tls_port` ([`PURPOSE_TLS`]) if it enables [`TransportMode::Tls`] and the edge has
-///     a TLS port;
+///   - TCP `tls_port` ([`PURPOSE_TLS`]) whenever the edge has one, whatever the modes: mode 5
+///     carries everything on it, and in modes 3 and 4 a browser on an `https://` page can only
+///     signal over WSS (mixed-content rules forbid `ws://` there), so the web SDK signals on the
+///     TLS port while its media uses the mode's UDP or TCP ports;
 ///   - TCP `signal_port` ([`PURPOSE_SIGNAL`]) if the edge has one and the app enables `Udp` or
 ///     `Tcp`: those modes carry signalling over the plain relay, while `Tls` carries it as WSS
 ///     on the TLS port, so a TLS-only App ID does not open it.
@@ -74,7 +76,7 @@ pub fn entries(
         if has(TransportMode::Tcp) {
             push("tcp", &e.address, e.tcp_ports, PURPOSE_TURN_TCP);
         }
-        if let (true, Some(p)) = (has(TransportMode::Tls), e.tls_port) {
+        if let Some(p) = e.tls_port {
             push("tcp", &e.address, single(p), PURPOSE_TLS);
         }
         if let (true, Some(p)) = (

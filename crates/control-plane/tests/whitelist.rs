@@ -130,9 +130,8 @@ fn entries_per_mode_combination() {
         if modes.contains(&Tcp) {
             want.push(entry("tcp", a, ports(3433, 3460), PURPOSE_TURN_TCP));
         }
-        if modes.contains(&Tls) {
-            want.push(entry("tcp", a, ports(443, 443), PURPOSE_TLS));
-        }
+        // The TLS port in every mode: browsers signal over WSS even in modes 3 and 4.
+        want.push(entry("tcp", a, ports(443, 443), PURPOSE_TLS));
         if modes.contains(&Udp) || modes.contains(&Tcp) {
             want.push(entry("tcp", a, ports(4000, 4000), PURPOSE_SIGNAL));
         }
@@ -195,6 +194,7 @@ fn entries_pool_order_optional_ports_and_dedupe() {
         prod,
         [
             entry("udp", "10.0.0.1", ports(3478, 3500), PURPOSE_TURN_UDP),
+            entry("tcp", "10.0.0.1", ports(443, 443), PURPOSE_TLS),
             entry("tcp", "10.0.0.1", ports(4000, 4000), PURPOSE_SIGNAL),
         ]
     );
