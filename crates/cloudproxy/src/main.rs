@@ -25,7 +25,7 @@ pub const EX_UNAVAILABLE: u8 = 69;
 #[command(
     name = "cloudproxy",
     version,
-    about = "Firewall-friendly cloud proxy for real-time audio/video: TURN edge and tools."
+    about = "Firewall-friendly cloud proxy for real-time audio/video: edge, control plane, SDK participant, demo and admin tools."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,8 +41,8 @@ enum Command {
     /// Run the stand-in media network (WebSocket signalling gateway + WebRTC SFU) for the demo
     /// and the tests.
     Rtn(Box<rtn_cmd::RtnArgs>),
-    /// Run a local demo: an edge on 127.0.0.1 with generated credentials and a UDP echo peer,
-    /// and print how to point a TURN client at it.
+    /// Run the whole system on 127.0.0.1: control plane, edge, media network, a test App ID,
+    /// a demo page (http://127.0.0.1:8080/) and a participant to see
     Demo(demo::DemoArgs),
     /// Join a channel as a test participant (Rust SDK): through the cloud proxy by default,
     /// sending test audio/video and printing stats every second
