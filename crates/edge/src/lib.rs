@@ -121,6 +121,27 @@ impl Edge {
         };
         let mut threads = Vec::new();
         let mut stats = Vec::new();
+        // Nobody else may hold our ports (see sockets::ensure_unclaimed).
+        let claims = udp
+            .iter()
+            .map(|a| (*a, false, "UDP listener"))
+            .chain(tcp.iter().map(|a| (*a, true, "TCP listener")))
+            .chain(tls_addr.map(|a| (a, true, "TLS listener")))
+            .chain(signal_addr.map(|a| (a, true, "signalling listener")));
+        for (addr, is_tcp, what) in claims {
+            sockets::ensure_unclaimed(addr, is_tcp).map_err(|source| StartError::Bind {
+                what,
+                addr,
+                source: if source.kind() == std::io::ErrorKind::AddrInUse {
+                    std::io::Error::new(
+                        source.kind(),
+                        "already in use by another process (is another edge running on these ports?)",
+                    )
+                } else {
+                    source
+                },
+            })?;
+        }
         for shard_no in 0..cfg.shards {
             let server_cfg = ServerConfig {
                 realm: cfg.realm.clone(),

@@ -25,6 +25,29 @@ pub fn udp_listener(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
+/// Fails with `AddrInUse` when another socket already holds `addr`. The listeners use
+/// SO_REUSEPORT so that this edge's shards share a port; the kernel lets *any* process of the
+/// same user join that group, so a second edge started on the same ports by mistake would bind
+/// without an error and silently take a share of the packets (its clients then fail with 401s
+/// against the wrong secrets). A plain bind, without SO_REUSEPORT, is refused while anyone
+/// holds the port: call this for every listener address before binding the shards.
+/// (TCP keeps SO_REUSEADDR so connections of a previous run in TIME_WAIT do not count.)
+pub fn ensure_unclaimed(addr: SocketAddr, tcp: bool) -> io::Result<()> {
+    let (ty, proto) = if tcp {
+        (Type::STREAM, Protocol::TCP)
+    } else {
+        (Type::DGRAM, Protocol::UDP)
+    };
+    let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if tcp {
+        s.set_reuse_address(true)?;
+    }
+    s.bind(&addr.into())
+}
+
 /// A TCP listener socket, SO_REUSEPORT like the UDP ones.
 pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

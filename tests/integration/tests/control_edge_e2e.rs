@@ -30,6 +30,7 @@ fn echo_peer() -> u16 {
 
 fn edge_cfg(udp: u16, tcp: u16) -> EdgeConfig {
     EdgeConfig {
+        signal_port: 0, // no signalling relay here (the default 4000 would be shared)
         listen: "127.0.0.1".parse().unwrap(),
         udp_ports: PortRange {
             first: udp,
@@ -183,7 +184,6 @@ async fn minted_credentials_relay_through_a_registered_edge_and_expire() {
         .await
         .unwrap();
     let rotated: control_api::RotatedSecrets = r.json().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     let tok2 = mint_join_token(
         &app.app_id,
         app.certificate.as_bytes(),
@@ -199,6 +199,28 @@ async fn minted_credentials_relay_through_a_registered_edge_and_expire() {
         .username
         .contains(&format!(":{}:", rotated.turn_key_id)));
     let (u3, t3) = (fresh.turn.username.clone(), fresh.turn.password.clone());
+    // Wait (bounded) until a heartbeat has taught the edge the new secret: an Allocate with the
+    // fresh credentials stops being answered 401. A fixed sleep was flaky on a loaded machine.
+    let (u4, t4, port) = (u3.clone(), t3.clone(), p[1]);
+    tokio::task::spawn_blocking(move || {
+        use integration_tests::turn_client::{Client, Link};
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let link = Link::tcp(format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+            let code = Client::new(link, &u4, &t4).allocate(17, &[]).unwrap().code;
+            if code != Some(401) {
+                assert_eq!(code, None, "Allocate with the rotated secret");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the edge never learnt the rotated secret"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
     let (lost, received, out) =
         tokio::task::spawn_blocking(move || uclient(&u3, &t3, p[1], echo, true))
             .await

@@ -36,6 +36,7 @@ fn setup() -> Setup {
     let ports = free_ports(2);
     let (udp, tcp) = (ports[0], ports[1]);
     let cfg = EdgeConfig {
+        signal_port: 0, // no signalling relay here (the default 4000 would be shared)
         listen: "127.0.0.1".parse().unwrap(),
         udp_ports: PortRange {
             first: udp,

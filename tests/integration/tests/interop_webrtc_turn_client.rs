@@ -70,6 +70,7 @@ fn start_edge() -> (Edge, SocketAddr) {
             continue;
         }
         let cfg = EdgeConfig {
+            signal_port: 0, // no signalling relay here (the default 4000 would be shared)
             listen: LOCALHOST,
             udp_ports: PortRange {
                 first: udp,

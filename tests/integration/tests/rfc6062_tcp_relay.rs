@@ -15,6 +15,7 @@ use turn_proto::codec::{attr, Class, Message, Method};
 fn start_edge() -> (Edge, SocketAddr) {
     let p = free_ports(2);
     let cfg = EdgeConfig {
+        signal_port: 0, // no signalling relay here (the default 4000 would be shared)
         listen: "127.0.0.1".parse().unwrap(),
         udp_ports: PortRange {
             first: p[0],

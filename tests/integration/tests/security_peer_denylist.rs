@@ -237,6 +237,7 @@ fn inside_namespace() {
     listeners(&seen);
 
     let cfg = EdgeConfig {
+        signal_port: 0, // no signalling relay here (the default 4000 would be shared)
         listen: "127.0.0.1".parse().unwrap(),
         udp_ports: PortRange {
             first: 3478,
