@@ -30,6 +30,9 @@ use crate::sockets;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
+/// Slot size of the listeners' receive batch: a jumbo frame. Media datagrams are well under
+/// the path MTU; a longer one (only IP fragments reassembled) is dropped and counted, not cut.
+const BATCH_SLOT: usize = 9_216;
 /// How long an outgoing RFC 6062 connect may take before 447.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Control frames queued for one TCP client before further ones are dropped.
@@ -76,6 +79,10 @@ pub(crate) struct Shard {
     /// The buffer every UDP relay socket of this shard reads into (with headroom for the
     /// ChannelData or Data indication header).
     peer_buf: RefCell<Vec<u8>>,
+    /// The shard's one receive batch for its UDP listeners (recvmmsg: up to 64 datagrams a
+    /// system call). Borrowed, like `peer_buf`, only between a readiness wake-up and the end
+    /// of the non-blocking reads, never across an `.await`.
+    rx_batch: RefCell<udp_batch::RecvBatch>,
     /// Relay ports held for RESERVATION-TOKENs, not read until claimed.
     held: RefCell<HashMap<SocketAddr, std::net::UdpSocket>>,
     front: Front,
@@ -136,6 +143,7 @@ impl Shard {
             peer_conns: RefCell::new(HashMap::new()),
             held: RefCell::new(HashMap::new()),
             peer_buf: RefCell::new(vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM]),
+            rx_batch: RefCell::new(udp_batch::RecvBatch::new(BATCH_SLOT)),
             front,
             plan,
             wake: Notify::new(),
@@ -363,30 +371,55 @@ impl Shard {
     }
 }
 
+/// Reads a UDP listener in batches (recvmmsg into the shard's `rx_batch`) and hands each
+/// datagram to the server; ChannelData to a peer leaves from the batch buffer itself.
 async fn udp_listener_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, local: SocketAddr) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
     loop {
-        let (n, from) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                debug!(error = %e, %local, "udp recv error");
-                continue;
-            }
-        };
-        let tuple = FiveTuple {
-            transport: Transport::Udp,
-            client: from,
-            server: local,
-        };
-        let fwd = shard
-            .server
-            .borrow_mut()
-            .handle_client(Instant::now(), tuple, &buf[..n]);
-        if fwd == Forward::None {
-            shard.drain();
-        } else {
-            shard.forward(fwd, &buf);
+        if let Err(e) = sock.readable().await {
+            debug!(error = %e, %local, "udp listener failed");
+            return;
         }
+        // Bounded so one busy listener cannot starve the shard's other sockets.
+        for _ in 0..8 {
+            let mut batch = shard.rx_batch.borrow_mut();
+            let n = match sock.try_io(tokio::io::Interest::READABLE, || {
+                batch.recv(fd, udp_batch::BATCH, libc::MSG_DONTWAIT)
+            }) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    debug!(error = %e, %local, "udp recv error");
+                    break;
+                }
+            };
+            let now = Instant::now();
+            for i in 0..n {
+                let Some(from) = batch.addr(i) else { continue };
+                if batch.truncated(i) {
+                    debug!(%from, %local, "datagram longer than {BATCH_SLOT} bytes dropped");
+                    shard.server.borrow_mut().count_unreadable();
+                    continue;
+                }
+                let tuple = FiveTuple {
+                    transport: Transport::Udp,
+                    client: from,
+                    server: local,
+                };
+                let pkt = batch.packet(i);
+                let fwd = shard.server.borrow_mut().handle_client(now, tuple, pkt);
+                if fwd == Forward::None {
+                    shard.drain();
+                } else {
+                    shard.forward(fwd, pkt);
+                }
+            }
+            if n < udp_batch::BATCH {
+                break;
+            }
+        }
+        tokio::task::yield_now().await;
     }
 }
 

@@ -362,7 +362,13 @@ impl Server {
         self.wall.1 + now.saturating_duration_since(self.wall.0).as_secs()
     }
 
-    /// Counters.
+    /// Counts a datagram the I/O layer dropped because it could not read it whole (longer
+    /// than its receive slot), as [`Stats::malformed`].
+    pub fn count_unreadable(&mut self) {
+        self.stats.malformed += 1;
+    }
+
+    /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
