@@ -41,6 +41,7 @@ cargo run --locked -q -p bench --bin proxy_info -- --requests 300 --concurrency 
 step "relay benchmark smoke: our edge vs coturn vs the null relay at a tenth of the size (no timing assertions)"
 cargo build --release --locked -q -p bench -p cloudproxy
 bash bench/compare.sh --smoke
+bash bench/idle_allocations.sh --smoke
 
 step "fuzz targets build, and a 20 s smoke run each"
 bash fuzz/run.sh 20

@@ -148,11 +148,15 @@ impl Server {
                 }
                 match existing {
                     Some(i) => a.channels[i].expires = chan_until,
-                    None => a.channels.push(Channel {
-                        number,
-                        peer,
-                        expires: chan_until,
-                    }),
+                    None => {
+                        // One more slot only (see `Allocation::permit`).
+                        a.channels.reserve_exact(1);
+                        a.channels.push(Channel {
+                            number,
+                            peer,
+                            expires: chan_until,
+                        })
+                    }
                 }
                 self.respond_success(from, typ, txid, seal, |_| {});
                 Ok(())
