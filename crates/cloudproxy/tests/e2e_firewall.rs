@@ -886,6 +886,14 @@ impl JoinCtx<'_> {
         extra: &[String],
         timeout_secs: u64,
     ) -> JoinRun {
+        JoinRun::from(
+            self.spawn_join(ns, channel, uid, extra)
+                .wait(Duration::from_secs(timeout_secs)),
+        )
+    }
+
+    /// `cloudproxy join` in `ns` as `uid` in `channel`, running.
+    fn spawn_join(&self, ns: &str, channel: &str, uid: &str, extra: &[String]) -> Bounded {
         let s = self.stack;
         let mut args: Vec<String> = [
             "join",
@@ -904,7 +912,7 @@ impl JoinCtx<'_> {
         .collect();
         args.extend(extra.iter().cloned());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        JoinRun::from(Bounded::spawn(ns, BIN, &refs).wait(Duration::from_secs(timeout_secs)))
+        Bounded::spawn(ns, BIN, &refs)
     }
 
     /// The client's arguments for `route`, and, with `expect`, media expectations.
@@ -1009,7 +1017,10 @@ impl JoinCtx<'_> {
         let channel = format!("{CHANNEL}-browser{}", mode.number);
         let uid = browser_uid(mode);
         let s = self.stack;
-        let peer_secs = 16;
+        // Upper bound only: the participant is interrupted (SIGINT, which `cloudproxy join`
+        // answers with its final line) once the browser is done, however long Chromium took
+        // to start.
+        let peer_secs = 90;
         let peer_args: Vec<String> = [
             "--no-proxy",
             "--rtn-signal",
@@ -1057,20 +1068,13 @@ impl JoinCtx<'_> {
         if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
             c.extend(e.clone());
         }
-        std::thread::scope(|sc| {
-            let peer = sc.spawn(|| {
-                self.join_in(
-                    &self.topo.rtn,
-                    &channel,
-                    PEER_UID,
-                    &peer_args,
-                    peer_secs + 20,
-                )
-            });
-            let verdict = run_browser(&cfg);
-            let peer = peer.join().expect("peer thread");
-            (verdict, peer)
-        })
+        let peer = self.spawn_join(&self.topo.rtn, &channel, PEER_UID, &peer_args);
+        let verdict = run_browser(&cfg);
+        let _ = Command::new("kill")
+            .args(["-INT", &peer.child.id().to_string()])
+            .status();
+        let peer = JoinRun::from(peer.wait(Duration::from_secs(20)));
+        (verdict, peer)
     }
 }
 
