@@ -12,6 +12,7 @@
 //! client.start_proxy_server(Some(5))?; // TLS 443 only; None or Some(3) = UDP
 //! let info = client.join("my-app-id", "room", "<join token>", "alice").await?;
 //! println!("ICE servers: {:?}", info.ice_servers());
+//! println!("media: {:?}", client.media_stats()); // frames sent and received per member
 //! while let Ok(ev) = events.try_recv() {
 //!     if let Event::IsUsingCloudProxy { using, transport } = ev {
 //!         println!("cloud proxy in use: {using} over {transport:?}");
@@ -27,6 +28,12 @@
 //!   refusal to its own [`JoinError`], then probes the offered edges in order on the mode's
 //!   transport (STUN Binding over UDP, TCP, or TLS with ALPN `stun.turn`) and uses the first
 //!   that answers; [`JoinError::EdgeUnreachable`] says what was tried.
+//! - The join then reaches the media network ([`media`]): signalling through that edge's relay
+//!   (`ws` on its plain port in modes 3 and 4, `wss` on 443 in mode 5), or directly to
+//!   [`ClientConfig::rtn_signal_url`] without a proxy ([`JoinError::SignalUnreachable`],
+//!   [`JoinError::SignalRefused`]); media through a TURN allocation on the edge
+//!   ([`JoinError::MediaUnreachable`]), as a WebRTC session (str0m) with the SFU, publishing
+//!   the SDK's test sources ([`Publish`]).
 //!
 //! This crate never links the credential-minting code: it only carries what the control plane
 //! hands out.
