@@ -7,7 +7,7 @@
 //! Needs: `tests/browser/setup.sh` (chromium, `npm ci`), a non-loopback interface on the
 //! machine (Chromium gathers no candidates without one).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -126,47 +126,13 @@ fn the_demo_page_shows_the_demo_participant_through_the_proxy() {
         "screenshot": shot,
         "stepTimeoutMs": 30000,
     });
-    let mut node = Command::new("node")
-        .arg(browser.join("run.mjs"))
-        .arg(cfg.to_string())
-        .current_dir(&browser)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    let mut out = String::new();
-    let mut err = String::new();
-    let (mut o, mut e) = (node.stdout.take().unwrap(), node.stderr.take().unwrap());
-    let eh = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = e.read_to_string(&mut s);
-        s
-    });
-    let t0 = Instant::now();
-    let _ = o.read_to_string(&mut out);
-    let status = loop {
-        if let Some(s) = node.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(90) {
-            let _ = node.kill();
-            panic!("the browser run did not end in 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    err.push_str(&eh.join().unwrap_or_default());
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let verdict: Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("no JSON verdict ({e}): {out}\n{err}"));
+    let r = integration_tests::browser::run(&cfg, Duration::from_secs(90));
+    let verdict = r.verdict;
     eprintln!("demo page verdict: {verdict}");
     assert!(
-        status.success() && verdict["ok"] == true,
-        "{verdict}\n{err}"
+        r.success == Some(true) && verdict["ok"] == true,
+        "{verdict}\n{}",
+        r.stderr
     );
     let m = &verdict["measured"];
     assert_eq!(m["using"], true, "{verdict}");

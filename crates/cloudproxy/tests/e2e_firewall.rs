@@ -1078,69 +1078,24 @@ impl JoinCtx<'_> {
     }
 }
 
-/// Runs `node tests/browser/run.mjs CONFIG` in the host namespace (it starts Chromium inside
-/// `netns` itself), bounded; returns its JSON verdict after asserting it is ok.
+/// Runs the Chromium driver in the host namespace (it starts Chromium inside `netns`
+/// itself), bounded; returns its verdict after asserting it is ok and the CA was imported.
 fn run_browser(cfg: &Value) -> Value {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    integration_tests::browser::require_setup();
+    let r = integration_tests::browser::run(cfg, BROWSER_DEADLINE);
     assert!(
-        dir.join("node_modules/playwright-core/package.json")
-            .exists(),
-        "{}/node_modules is missing: run tests/browser/setup.sh (chromium, libnss3-tools, npm ci)",
-        dir.display()
-    );
-    let mut child = Command::new("node")
-        .arg(dir.join("run.mjs"))
-        .arg(cfg.to_string())
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    let reader = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().expect("stdout")));
-    let err = reader(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + BROWSER_DEADLINE;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait node") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (out, err) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let verdict: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "run.mjs gave no JSON verdict ({e}), status {status:?}\nstdout: {out}\nstderr: {err}"
-        )
-    });
-    assert!(
-        status.is_some_and(|s| s.success()) && verdict["ok"] == true,
-        "browser join failed (status {status:?}): {verdict}\nstderr: {err}"
+        r.success == Some(true) && r.verdict["ok"] == true,
+        "browser join failed (success {:?}): {}\nstderr: {}",
+        r.success,
+        r.verdict,
+        r.stderr
     );
     assert_eq!(
-        verdict["caImported"], true,
-        "the test CA is verified, not ignored: {verdict}"
+        r.verdict["caImported"], true,
+        "the test CA is verified, not ignored: {}",
+        r.verdict
     );
-    verdict
+    r.verdict
 }
 
 /// The outcome of one `cloudproxy join --json`.

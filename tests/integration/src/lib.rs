@@ -45,6 +45,7 @@ pub fn free_port() -> u16 {
     }
 }
 
+pub mod browser;
 pub mod control;
 pub mod tls;
 pub mod turn_client;

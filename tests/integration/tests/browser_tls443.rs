@@ -28,13 +28,12 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credentials::{sign_ticket, Secret, SecretSet, TicketClaims};
 use edge::config::{SecretSpec, UserSpec};
@@ -83,19 +82,9 @@ fn loopback_pair() -> (IpAddr, IpAddr) {
     )
 }
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../browser")
-}
-
 /// What the browser needs from the machine; panics with the fix when something is missing.
 fn check_prerequisites() {
-    let dir = browser_dir();
-    assert!(
-        dir.join("node_modules/playwright-core/package.json")
-            .exists(),
-        "{}/node_modules is missing: run tests/browser/setup.sh (chromium, libnss3-tools, npm ci)",
-        dir.display()
-    );
+    integration_tests::browser::require_setup();
     assert!(
         Path::new("/usr/lib/chromium/chromium").exists(),
         "Debian chromium is not installed: run tests/browser/setup.sh"
@@ -225,65 +214,25 @@ fn turn_server(ip: IpAddr) -> Value {
     })
 }
 
-/// Runs `node tests/browser/run.mjs CONFIG` (bounded) and returns its one-line JSON verdict.
+/// Runs the Chromium driver (bounded) and returns its verdict; the exit status must agree.
 fn run_browser(cfg: &Value) -> Value {
-    let dir = browser_dir();
-    let mut child = Command::new("node")
-        .arg(dir.join("run.mjs"))
-        .arg(cfg.to_string())
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node (Node 20)");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + BROWSER_DEADLINE;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait node") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (out, err) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
-    let scenario = &cfg["scenario"];
-    let Some(status) = status else {
-        panic!("run.mjs {scenario} did not finish in {BROWSER_DEADLINE:?}\nstdout: {out}\nstderr: {err}");
-    };
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let verdict: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!("run.mjs {scenario} ({status}) printed no JSON verdict ({e})\nstdout: {out}\nstderr: {err}")
-    });
-    eprintln!("run.mjs {scenario} ({status}): {verdict}");
-    if !err.trim().is_empty() {
-        eprintln!("run.mjs {scenario} stderr:\n{err}");
+    let r = integration_tests::browser::run(cfg, BROWSER_DEADLINE);
+    if !r.stderr.trim().is_empty() {
+        eprintln!("run.mjs {} stderr:\n{}", cfg["scenario"], r.stderr);
     }
+    let Some(success) = r.success else {
+        panic!(
+            "run.mjs {} did not finish in {BROWSER_DEADLINE:?}: {}",
+            cfg["scenario"], r.verdict
+        );
+    };
     assert_eq!(
-        verdict["ok"].as_bool() == Some(true),
-        status.success(),
-        "exit status and verdict disagree: {status} vs {verdict}"
+        r.verdict["ok"].as_bool() == Some(true),
+        success,
+        "exit status and verdict disagree: {success} vs {}",
+        r.verdict
     );
-    verdict
+    r.verdict
 }
 
 fn base_config(scenario: &str, ca: &Path) -> Value {
