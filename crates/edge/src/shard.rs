@@ -35,13 +35,30 @@ const MAX_DATAGRAM: usize = 65_535;
 const BATCH_SLOT: usize = 9_216;
 /// How long an outgoing RFC 6062 connect may take before 447.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Control frames queued for one TCP client before further ones are dropped.
-const CLIENT_QUEUE: usize = 512;
+/// Bytes queued for one TCP/TLS client before further frames are dropped (as a full UDP
+/// socket buffer would drop them): about 200 frames of 1200 bytes.
+const CLIENT_OUT_MAX: usize = 256 * 1024;
+/// Capacity a client's write buffer keeps between bursts; a larger one is given back.
+const CLIENT_OUT_KEEP: usize = 64 * 1024;
 
+/// What a TCP/TLS client's task is told besides "write your output".
 enum ClientCmd {
-    Send(Vec<u8>),
     Splice(TcpStream, u32),
     Close,
+}
+
+/// Frames on their way to one TCP/TLS client. Whatever relays a frame appends it here; the
+/// client's task swaps the buffer out and writes it with one call, so frames that arrive
+/// while a write is in flight leave together in the next one (TLS: in as few records).
+struct ClientOut {
+    buf: RefCell<Vec<u8>>,
+    ready: Notify,
+}
+
+struct ClientHandle {
+    out: Rc<ClientOut>,
+    cmd: mpsc::Sender<ClientCmd>,
+    task: AbortHandle,
 }
 
 enum Relay {
@@ -74,11 +91,12 @@ pub(crate) struct Shard {
     server: RefCell<Server>,
     udp_listeners: HashMap<SocketAddr, Rc<UdpSocket>>,
     relays: RefCell<HashMap<SocketAddr, Relay>>,
-    tcp_clients: RefCell<HashMap<FiveTuple, (mpsc::Sender<ClientCmd>, AbortHandle)>>,
+    tcp_clients: RefCell<HashMap<FiveTuple, ClientHandle>>,
     peer_conns: RefCell<HashMap<u32, PeerConn>>,
-    /// The buffer every UDP relay socket of this shard reads into (with headroom for the
-    /// ChannelData or Data indication header).
-    peer_buf: RefCell<Vec<u8>>,
+    /// The receive batch every UDP relay socket of this shard reads into, each slot with
+    /// headroom for the ChannelData or Data indication header written in front of the
+    /// datagram. One per shard: a buffer per allocation would cost its size per allocation.
+    peer_batch: RefCell<udp_batch::RecvBatch>,
     /// The shard's one receive batch for its UDP listeners (recvmmsg: up to 64 datagrams a
     /// system call). Borrowed, like `peer_buf`, only between a readiness wake-up and the end
     /// of the non-blocking reads, never across an `.await`.
@@ -142,7 +160,11 @@ impl Shard {
             tcp_clients: RefCell::new(HashMap::new()),
             peer_conns: RefCell::new(HashMap::new()),
             held: RefCell::new(HashMap::new()),
-            peer_buf: RefCell::new(vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM]),
+            peer_batch: RefCell::new(udp_batch::RecvBatch::with_room(
+                BATCH_SLOT,
+                PEER_HEADROOM,
+                PEER_TAILROOM,
+            )),
             rx_batch: RefCell::new(udp_batch::RecvBatch::new(BATCH_SLOT)),
             front,
             plan,
@@ -199,10 +221,16 @@ impl Shard {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                if let Some((tx, _)) = self.tcp_clients.borrow().get(&client) {
-                    if tx.try_send(ClientCmd::Send(bytes.to_vec())).is_err() {
-                        debug!("client queue full or closed: frame dropped");
+                if let Some(c) = self.tcp_clients.borrow().get(&client) {
+                    let mut buf = c.out.buf.borrow_mut();
+                    if buf.len() + bytes.len() > CLIENT_OUT_MAX {
+                        debug!(client = %client.client, "client output full: frame dropped");
+                        return;
                     }
+                    if buf.is_empty() {
+                        c.out.ready.notify_one();
+                    }
+                    buf.extend_from_slice(bytes);
                 }
             }
         }
@@ -274,9 +302,12 @@ impl Shard {
                 let pending = self.peer_conns.borrow_mut().remove(&connection);
                 let clients = self.tcp_clients.borrow();
                 match (pending, clients.get(&client)) {
-                    (Some(PeerConn::Pending(stream)), Some((tx, abort))) => {
-                        let abort = abort.clone();
-                        if tx.try_send(ClientCmd::Splice(stream, connection)).is_ok() {
+                    (Some(PeerConn::Pending(stream)), Some(c)) => {
+                        let abort = c.task.clone();
+                        if c.cmd
+                            .try_send(ClientCmd::Splice(stream, connection))
+                            .is_ok()
+                        {
                             self.peer_conns
                                 .borrow_mut()
                                 .insert(connection, PeerConn::Spliced(abort));
@@ -293,8 +324,8 @@ impl Shard {
                 }
             }
             Event::CloseClient(client) => {
-                if let Some((tx, _)) = self.tcp_clients.borrow().get(&client) {
-                    let _ = tx.try_send(ClientCmd::Close);
+                if let Some(c) = self.tcp_clients.borrow().get(&client) {
+                    let _ = c.cmd.try_send(ClientCmd::Close);
                 }
             }
             other => debug!(?other, "unhandled event"),
@@ -371,27 +402,47 @@ impl Shard {
     }
 }
 
+/// One non-blocking recvmmsg into `batch`. Returns the datagrams received and whether the
+/// socket may hold more. A short batch means the socket was drained: tokio's readiness is then
+/// cleared as if the call had answered WouldBlock (tokio keeps it if an event arrived
+/// meanwhile), which saves the extra system call per wake-up that would only say "empty".
+fn recv_batch(sock: &UdpSocket, batch: &mut udp_batch::RecvBatch) -> io::Result<(usize, bool)> {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let mut got = 0;
+    let r = sock.try_io(tokio::io::Interest::READABLE, || {
+        got = batch.recv(fd, udp_batch::BATCH, libc::MSG_DONTWAIT)?;
+        if got < udp_batch::BATCH {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    });
+    match r {
+        Ok(()) => Ok((got, true)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((got, false)),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads a UDP listener in batches (recvmmsg into the shard's `rx_batch`) and hands each
 /// datagram to the server; ChannelData to a peer leaves from the batch buffer itself.
 async fn udp_listener_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, local: SocketAddr) {
-    use std::os::fd::AsRawFd;
-    let fd = sock.as_raw_fd();
     loop {
         if let Err(e) = sock.readable().await {
             debug!(error = %e, %local, "udp listener failed");
             return;
         }
         // Bounded so one busy listener cannot starve the shard's other sockets.
+        let mut more = false;
         for _ in 0..8 {
             let mut batch = shard.rx_batch.borrow_mut();
-            let n = match sock.try_io(tokio::io::Interest::READABLE, || {
-                batch.recv(fd, udp_batch::BATCH, libc::MSG_DONTWAIT)
-            }) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            let n;
+            (n, more) = match recv_batch(&sock, &mut batch) {
+                Ok(x) => x,
                 Err(e) => {
                     debug!(error = %e, %local, "udp recv error");
-                    break;
+                    (0, false)
                 }
             };
             let now = Instant::now();
@@ -415,43 +466,95 @@ async fn udp_listener_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, local: SocketA
                     shard.forward(fwd, pkt);
                 }
             }
-            if n < udp_batch::BATCH {
+            if !more {
                 break;
             }
         }
-        tokio::task::yield_now().await;
+        if more {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
-/// Reads a relay socket into the shard's one peer buffer: a 64 KiB buffer per allocation
-/// would cost 64 KiB of memory per allocation. The buffer is borrowed only between a
-/// readiness wake-up and the end of the non-blocking reads, never across an `.await`.
+/// Reads a relay socket in batches into the shard's one peer batch, wraps each datagram in
+/// place (ChannelData or Data indication header in the slot's headroom) and sends the lot to
+/// a UDP client with one sendmmsg straight from the batch; every datagram on a relay socket
+/// goes to the same client, the allocation's. The batch is borrowed only between a readiness
+/// wake-up and the end of the non-blocking calls, never across an `.await`.
 async fn udp_relay_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, relay: SocketAddr) {
+    use std::os::fd::AsRawFd;
+    // Datagram index and byte range within its slot, for the batch to a UDP client.
+    let mut out: Vec<(usize, usize, usize)> = Vec::new();
     loop {
         if let Err(e) = sock.readable().await {
             debug!(error = %e, %relay, "relay socket failed");
             return;
         }
         // Bounded so one busy peer cannot starve the shard's other sockets.
-        for _ in 0..64 {
-            let mut buf = shard.peer_buf.borrow_mut();
-            let (n, peer) =
-                match sock.try_recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM]) {
-                    Ok(x) => x,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        debug!(error = %e, %relay, "relay recv error");
-                        break;
-                    }
-                };
-            let fwd =
-                shard
+        let mut more = false;
+        for _ in 0..8 {
+            let mut batch = shard.peer_batch.borrow_mut();
+            let n;
+            (n, more) = match recv_batch(&sock, &mut batch) {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(error = %e, %relay, "relay recv error");
+                    (0, false)
+                }
+            };
+            let now = Instant::now();
+            let mut udp_client: Option<FiveTuple> = None;
+            out.clear();
+            for i in 0..n {
+                let Some(peer) = batch.addr(i) else { continue };
+                if batch.truncated(i) {
+                    debug!(%peer, %relay, "peer datagram longer than {BATCH_SLOT} bytes dropped");
+                    shard.server.borrow_mut().count_unreadable();
+                    continue;
+                }
+                let len = batch.len_of(i);
+                let slot = batch.slot_mut(i);
+                let fwd = shard
                     .server
                     .borrow_mut()
-                    .handle_peer(Instant::now(), relay, peer, &mut buf, n);
-            shard.forward(fwd, &buf);
+                    .handle_peer(now, relay, peer, slot, len);
+                match fwd {
+                    Forward::ToClient { client, range }
+                        if client.transport == Transport::Udp
+                            && udp_client.is_none_or(|c| c == client) =>
+                    {
+                        udp_client = Some(client);
+                        out.push((i, range.start, range.end));
+                    }
+                    other => shard.forward(other, slot),
+                }
+            }
+            if let Some(client) = udp_client {
+                if let Some(listener) = shard.udp_listeners.get(&client.server) {
+                    let mut slices: [&[u8]; udp_batch::BATCH] = [&[]; udp_batch::BATCH];
+                    for (k, &(i, a, b)) in out.iter().enumerate() {
+                        slices[k] = &batch.slot(i)[a..b];
+                    }
+                    let fd = listener.as_raw_fd();
+                    match udp_batch::send_slices(fd, &slices[..out.len()], &client.client) {
+                        Ok(sent) if sent < out.len() => {
+                            debug!(
+                                dropped = out.len() - sent,
+                                "client socket full: datagrams dropped"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(e) => debug!(error = %e, "client send failed"),
+                    }
+                }
+            }
+            if !more {
+                break;
+            }
         }
-        tokio::task::yield_now().await;
+        if more {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -639,12 +742,28 @@ fn serve_http(shard: &Rc<Shard>, io: Box<dyn Io>, client: SocketAddr, guard: Con
 }
 
 fn spawn_client(shard: &Rc<Shard>, stream: Box<dyn Io>, tuple: FiveTuple, guard: ConnGuard) {
-    let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-    let task = tokio::task::spawn_local(tcp_client(shard.clone(), stream, tuple, rx, guard));
-    shard
-        .tcp_clients
-        .borrow_mut()
-        .insert(tuple, (tx, task.abort_handle()));
+    // Commands are rare (one splice or close per connection): a small queue is plenty.
+    let (cmd, rx) = mpsc::channel(4);
+    let out = Rc::new(ClientOut {
+        buf: RefCell::new(Vec::new()),
+        ready: Notify::new(),
+    });
+    let task = tokio::task::spawn_local(tcp_client(
+        shard.clone(),
+        stream,
+        tuple,
+        out.clone(),
+        rx,
+        guard,
+    ));
+    shard.tcp_clients.borrow_mut().insert(
+        tuple,
+        ClientHandle {
+            out,
+            cmd,
+            task: task.abort_handle(),
+        },
+    );
 }
 
 /// Reads TURN frames from a TCP client, writes what the server queues for it, and turns into a
@@ -653,6 +772,7 @@ async fn tcp_client(
     shard: Rc<Shard>,
     mut stream: Box<dyn Io>,
     tuple: FiveTuple,
+    out: Rc<ClientOut>,
     mut rx: mpsc::Receiver<ClientCmd>,
     conn: ConnGuard,
 ) {
@@ -663,6 +783,8 @@ async fn tcp_client(
     };
     let mut buf = vec![0u8; 2 * (MAX_DATAGRAM + 20)];
     let mut filled = 0usize;
+    // The other half of the output double buffer (see `ClientOut`).
+    let mut writing = Vec::new();
     // Slow-loris: a whole first frame within the handshake timeout; later, silence is allowed
     // only while the connection holds an allocation (media may pause; the allocation's
     // lifetime bounds it).
@@ -712,12 +834,15 @@ async fn tcp_client(
                 buf.copy_within(at..filled, 0);
                 filled -= at;
             }
-            cmd = rx.recv() => match cmd {
-                Some(ClientCmd::Send(bytes)) => {
-                    if stream.write_all(&bytes).await.is_err() {
-                        break 'conn None;
-                    }
+            _ = out.ready.notified() => {
+                std::mem::swap(&mut *out.buf.borrow_mut(), &mut writing);
+                if !writing.is_empty() && stream.write_all(&writing).await.is_err() {
+                    break 'conn None;
                 }
+                writing.clear();
+                writing.shrink_to(CLIENT_OUT_KEEP);
+            }
+            cmd = rx.recv() => match cmd {
                 Some(ClientCmd::Splice(peer, id)) => break 'conn Some((peer, id)),
                 Some(ClientCmd::Close) | None => break 'conn None,
             }
@@ -725,10 +850,9 @@ async fn tcp_client(
     };
     if let Some((mut peer, id)) = splice {
         // Flush responses queued before the splice (the ConnectionBind success).
-        while let Ok(ClientCmd::Send(bytes)) = rx.try_recv() {
-            if stream.write_all(&bytes).await.is_err() {
-                return;
-            }
+        let queued = std::mem::take(&mut *out.buf.borrow_mut());
+        if !queued.is_empty() && stream.write_all(&queued).await.is_err() {
+            return;
         }
         if filled > 0 && peer.write_all(&buf[..filled]).await.is_err() {
             return;

@@ -76,9 +76,13 @@ pub fn from_storage(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-/// Up to [`BATCH`] receive buffers of `cap` bytes each, filled by one recvmmsg.
+/// Up to [`BATCH`] receive buffers of `cap` bytes each, filled by one recvmmsg. Each slot may
+/// keep room before and after the datagram, so that a header can be written in front of it
+/// (a TURN relay turns a peer's datagram into ChannelData in place).
 pub struct RecvBatch {
     cap: usize,
+    head: usize,
+    slot: usize,
     buf: Vec<u8>,
     lens: [usize; BATCH],
     addrs: Vec<libc::sockaddr_storage>,
@@ -90,12 +94,21 @@ pub struct RecvBatch {
 impl RecvBatch {
     /// Buffers of `cap` bytes each.
     pub fn new(cap: usize) -> Self {
+        Self::with_room(cap, 0, 0)
+    }
+
+    /// Buffers of `cap` bytes each, every one with `head` free bytes before it and `tail`
+    /// after it (see [`RecvBatch::slot_mut`]).
+    pub fn with_room(cap: usize, head: usize, tail: usize) -> Self {
         // SAFETY: plain old data, all-zero is valid (null pointers are overwritten before use).
         let zero_ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
         let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+        let slot = head + cap + tail;
         Self {
             cap,
-            buf: vec![0u8; cap * BATCH],
+            head,
+            slot,
+            buf: vec![0u8; slot * BATCH],
             lens: [0; BATCH],
             addrs: vec![zero_ss; BATCH],
             iov: vec![
@@ -117,8 +130,9 @@ impl RecvBatch {
         let base = self.buf.as_mut_ptr();
         for i in 0..max {
             self.iov[i] = libc::iovec {
-                // SAFETY: i * cap is within the buffer (it holds BATCH * cap bytes).
-                iov_base: unsafe { base.add(i * self.cap) } as *mut libc::c_void,
+                // SAFETY: i * slot + head + cap is within the buffer (it holds BATCH * slot
+                // bytes, slot = head + cap + tail).
+                iov_base: unsafe { base.add(i * self.slot + self.head) } as *mut libc::c_void,
                 iov_len: self.cap,
             };
             let h = &mut self.hdrs[i];
@@ -162,7 +176,24 @@ impl RecvBatch {
 
     /// Datagram `i` of the last call.
     pub fn packet(&self, i: usize) -> &[u8] {
-        &self.buf[i * self.cap..i * self.cap + self.lens[i]]
+        let at = i * self.slot + self.head;
+        &self.buf[at..at + self.lens[i]]
+    }
+
+    /// Length of datagram `i` of the last call.
+    pub fn len_of(&self, i: usize) -> usize {
+        self.lens[i]
+    }
+
+    /// The whole slot of datagram `i`: `head` free bytes, the datagram, then free bytes to
+    /// the end of the slot.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.buf[i * self.slot..(i + 1) * self.slot]
+    }
+
+    /// The whole slot of datagram `i` (see [`RecvBatch::slot_mut`]).
+    pub fn slot(&self, i: usize) -> &[u8] {
+        &self.buf[i * self.slot..(i + 1) * self.slot]
     }
 
     /// Source address of datagram `i`, in kernel form.
@@ -307,6 +338,44 @@ impl SendBatch {
     }
 }
 
+/// Sends each of `bufs` (at most [`BATCH`]; the rest is ignored) as one datagram to `to`,
+/// with one sendmmsg and no copy. Returns how many the kernel took: fewer than given when the
+/// socket buffer filled (the rest are dropped, as UDP would), `WouldBlock` when none.
+pub fn send_slices(fd: RawFd, bufs: &[&[u8]], to: &SocketAddr) -> io::Result<usize> {
+    let n = bufs.len().min(BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    let (mut ss, ss_len) = to_storage(to);
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH];
+    // SAFETY: plain old data, all-zero is valid; every pointer is set below.
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+    for i in 0..n {
+        // The kernel only reads through this pointer (sendmmsg); the cast to *mut is what
+        // the C type asks for.
+        iov[i] = libc::iovec {
+            iov_base: bufs[i].as_ptr() as *mut libc::c_void,
+            iov_len: bufs[i].len(),
+        };
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_name = &mut ss as *mut _ as *mut libc::c_void;
+        h.msg_namelen = ss_len;
+        h.msg_iov = &mut iov[i];
+        h.msg_iovlen = 1;
+    }
+    // SAFETY: hdrs[..n] point at `ss`, `iov` and the caller's slices, all alive for the call;
+    // the kernel reads them only.
+    let rc =
+        unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
 /// Largest UDP GSO super-datagram payload (IPv4 limit, with headroom).
 pub const GSO_MAX_BYTES: usize = 65_000;
 /// Most segments per GSO send (UDP_MAX_SEGMENTS is 64 on older kernels, 128 on newer).
@@ -371,5 +440,68 @@ impl SendBatch {
             return Err(io::Error::last_os_error());
         }
         Ok(to - from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn slices_out_and_a_batch_with_room_in() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        let msgs: [&[u8]; 3] = [b"one", b"two!", b"three"];
+        assert_eq!(send_slices(tx.as_raw_fd(), &msgs, &to).unwrap(), 3);
+        // Loopback delivers within the send call: all three are queued now.
+        let mut b = RecvBatch::with_room(16, 4, 2);
+        assert_eq!(
+            b.recv(rx.as_raw_fd(), BATCH, libc::MSG_DONTWAIT).unwrap(),
+            3
+        );
+        for (i, m) in msgs.iter().enumerate() {
+            assert_eq!(b.packet(i), *m);
+            assert_eq!(b.len_of(i), m.len());
+            assert_eq!(b.addr(i), Some(tx.local_addr().unwrap()));
+            assert!(!b.truncated(i));
+        }
+        let slot = b.slot_mut(2);
+        assert_eq!(slot.len(), 4 + 16 + 2);
+        assert_eq!(&slot[4..9], b"three");
+        slot[..4].copy_from_slice(b"HDR:");
+        assert_eq!(&b.slot(2)[..9], b"HDR:three");
+        assert_eq!(
+            b.packet(1),
+            b"two!",
+            "a slot's head room does not reach its neighbour"
+        );
+        let e = b
+            .recv(rx.as_raw_fd(), BATCH, libc::MSG_DONTWAIT)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn longer_than_a_slot_is_flagged() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(&[7u8; 40], rx.local_addr().unwrap()).unwrap();
+        let mut b = RecvBatch::with_room(16, 8, 0);
+        assert_eq!(
+            b.recv(rx.as_raw_fd(), BATCH, libc::MSG_DONTWAIT).unwrap(),
+            1
+        );
+        assert!(b.truncated(0));
+        assert_eq!(b.packet(0), &[7u8; 16]);
+    }
+
+    #[test]
+    fn nothing_to_send_is_no_call() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = tx.local_addr().unwrap();
+        assert_eq!(send_slices(tx.as_raw_fd(), &[], &to).unwrap(), 0);
     }
 }
