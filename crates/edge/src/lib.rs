@@ -111,7 +111,14 @@ impl Edge {
             .map(|_| SocketAddr::new(cfg.listen, cfg.tls_port));
         let signal_addr =
             (cfg.signal_port != 0).then(|| SocketAddr::new(cfg.listen, cfg.signal_port));
+        // Each shard's queue of client connections moved to it (see shard::Handoff).
+        let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) = (0..cfg.shards)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
+        let mut handoff_rx = handoff_rx.into_iter();
         let front = shard::Front {
+            handoff: Arc::new(handoff_tx),
+            held: Arc::default(),
             limits: front::ConnLimits::new(cfg.max_connections_per_ip, cfg.max_tcp_connections),
             tls: tls.clone(),
             router: signal_router(&cfg, &policy, &tickets).map_err(StartError::Other)?,
@@ -213,6 +220,9 @@ impl Edge {
                     );
             }
             let front = front.clone();
+            let handoffs = handoff_rx
+                .next()
+                .ok_or_else(|| StartError::Other("no handoff queue for a shard".into()))?;
             let shard_stats = Arc::new(Mutex::new(Stats::default()));
             stats.push(shard_stats.clone());
             let plan = plan.clone();
@@ -233,14 +243,15 @@ impl Edge {
                     };
                     let local = tokio::task::LocalSet::new();
                     local.block_on(&rt, async move {
-                        let shard = match Shard::new(server, udp_socks, plan, front) {
+                        let shard = match Shard::new(shard_no as u8, server, udp_socks, plan, front)
+                        {
                             Ok(s) => s,
                             Err(e) => {
                                 let _ = ready_tx.send(Err(e.to_string()));
                                 return;
                             }
                         };
-                        if let Err(e) = shard.start(tcp_socks) {
+                        if let Err(e) = shard.start(tcp_socks, handoffs) {
                             let _ = ready_tx.send(Err(e.to_string()));
                             return;
                         }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,8 +20,8 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 use turn_proto::codec::{frame_len, Family};
 use turn_proto::server::{
-    BoundRelay, Destination, Event, FiveTuple, Forward, RelayRequest, RelayTransport, Server,
-    Stats, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
+    connection_bind_shard, BoundRelay, Destination, Event, FiveTuple, Forward, RelayRequest,
+    RelayTransport, Server, Stats, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 
 use crate::config::PortRange;
@@ -101,16 +101,32 @@ pub(crate) struct Shard {
     /// system call). Borrowed, like `peer_buf`, only between a readiness wake-up and the end
     /// of the non-blocking reads, never across an `.await`.
     rx_batch: RefCell<udp_batch::RecvBatch>,
-    /// Relay ports held for RESERVATION-TOKENs, not read until claimed.
-    held: RefCell<HashMap<SocketAddr, std::net::UdpSocket>>,
+    /// This shard's number: the top byte of the CONNECTION-IDs its server makes.
+    index: u8,
     front: Front,
     plan: RelayPlan,
     wake: Notify,
 }
 
+/// A client connection moved to the shard that owns the peer connection its first frame
+/// (a ConnectionBind) names. It carries everything read from it so far.
+pub(crate) struct Handoff {
+    stream: Box<dyn Io>,
+    tuple: FiveTuple,
+    unread: Vec<u8>,
+    guard: ConnGuard,
+}
+
+/// Relay ports held for RESERVATION-TOKENs, not read until claimed. Edge-wide, like the
+/// reservations themselves: the Allocate that claims one may land on any shard.
+pub(crate) type HeldPorts = Arc<Mutex<HashMap<SocketAddr, std::net::UdpSocket>>>;
+
 /// What the TCP-facing listeners of a shard share with every other shard.
 #[derive(Clone)]
 pub(crate) struct Front {
+    /// Every shard's handoff queue, by shard number.
+    pub(crate) handoff: Arc<Vec<mpsc::UnboundedSender<Handoff>>>,
+    pub(crate) held: HeldPorts,
     pub(crate) limits: Arc<ConnLimits>,
     pub(crate) tls: Option<TlsSettings>,
     pub(crate) router: Option<axum::Router>,
@@ -143,6 +159,7 @@ fn unix_now() -> u64 {
 
 impl Shard {
     pub(crate) fn new(
+        index: u8,
         server: Server,
         udp: Vec<std::net::UdpSocket>,
         plan: RelayPlan,
@@ -159,7 +176,7 @@ impl Shard {
             relays: RefCell::new(HashMap::new()),
             tcp_clients: RefCell::new(HashMap::new()),
             peer_conns: RefCell::new(HashMap::new()),
-            held: RefCell::new(HashMap::new()),
+            index,
             peer_batch: RefCell::new(udp_batch::RecvBatch::with_room(
                 BATCH_SLOT,
                 PEER_HEADROOM,
@@ -172,8 +189,19 @@ impl Shard {
         }))
     }
 
-    /// Spawns the listener and timer tasks on the current `LocalSet`.
-    pub(crate) fn start(self: &Rc<Self>, tcp: TcpListeners) -> io::Result<()> {
+    /// Spawns the listener, handoff and timer tasks on the current `LocalSet`.
+    pub(crate) fn start(
+        self: &Rc<Self>,
+        tcp: TcpListeners,
+        mut handoffs: mpsc::UnboundedReceiver<Handoff>,
+    ) -> io::Result<()> {
+        let shard = self.clone();
+        tokio::task::spawn_local(async move {
+            while let Some(h) = handoffs.recv().await {
+                let stream = Box::new(Prefixed::new(h.unread, h.stream));
+                spawn_client(&shard, stream, h.tuple, h.guard);
+            }
+        });
         for (local, sock) in &self.udp_listeners {
             tokio::task::spawn_local(udp_listener_loop(self.clone(), sock.clone(), *local));
         }
@@ -284,7 +312,11 @@ impl Shard {
                 );
             }
             Event::ReleaseRelay { relay, .. } => {
-                self.held.borrow_mut().remove(&relay);
+                self.front
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&relay);
                 if let Some(r) = self.relays.borrow_mut().remove(&relay) {
                     match r {
                         Relay::Udp { task, .. } | Relay::Tcp { task } => task.abort(),
@@ -346,7 +378,12 @@ impl Shard {
         match req.transport {
             RelayTransport::Udp => {
                 let (s, reserved) = if let Some(addr) = req.use_reserved {
-                    let s = self.held.borrow_mut().remove(&addr);
+                    let s = self
+                        .front
+                        .held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&addr);
                     (
                         s.ok_or_else(|| {
                             io::Error::new(
@@ -360,7 +397,11 @@ impl Shard {
                     let (s, next) =
                         sockets::udp_relay_pair(ip, self.plan.ports, req.dont_fragment)?;
                     let next_addr = next.local_addr()?;
-                    self.held.borrow_mut().insert(next_addr, next);
+                    self.front
+                        .held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(next_addr, next);
                     (s, Some(next_addr))
                 } else {
                     (
@@ -776,10 +817,10 @@ async fn tcp_client(
     mut rx: mpsc::Receiver<ClientCmd>,
     conn: ConnGuard,
 ) {
-    let _guard = ClientGuard {
+    let mut guard = ClientGuard {
         shard: shard.clone(),
         tuple,
-        _conn: conn,
+        conn: Some(conn),
     };
     let mut buf = vec![0u8; 2 * (MAX_DATAGRAM + 20)];
     let mut filled = 0usize;
@@ -789,7 +830,8 @@ async fn tcp_client(
     // only while the connection holds an allocation (media may pause; the allocation's
     // lifetime bounds it).
     let mut deadline = tokio::time::Instant::now() + shard.front.handshake_timeout;
-    let splice = 'conn: loop {
+    let mut first_frame = true;
+    let end = 'conn: loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {
                 if shard.server.borrow().has_allocation(&tuple) {
@@ -797,11 +839,11 @@ async fn tcp_client(
                     continue;
                 }
                 info!(client = %tuple.client, "closing TCP/TLS client: idle without an allocation");
-                break 'conn None;
+                break 'conn End::Closed;
             }
             r = stream.read(&mut buf[filled..]) => {
                 let n = match r {
-                    Ok(0) | Err(_) => break 'conn None,
+                    Ok(0) | Err(_) => break 'conn End::Closed,
                     Ok(n) => n,
                 };
                 filled += n;
@@ -810,6 +852,13 @@ async fn tcp_client(
                 loop {
                     match frame_len(&buf[at..filled]) {
                         Ok(Some((_, len))) => {
+                            if std::mem::take(&mut first_frame) {
+                                if let Some(owner) = connection_bind_shard(&buf[at..at + len]) {
+                                    if owner != shard.index && usize::from(owner) < shard.front.handoff.len() {
+                                        break 'conn End::Handoff { owner, at };
+                                    }
+                                }
+                            }
                             let fwd = shard.server.borrow_mut().handle_client(Instant::now(), tuple, &buf[at..at + len]);
                             let base = at;
                             match fwd {
@@ -824,7 +873,7 @@ async fn tcp_client(
                         Ok(None) => break,
                         Err(e) => {
                             info!(client = %tuple.client, error = %e, "closing TCP client: not TURN framing");
-                            break 'conn None;
+                            break 'conn End::Closed;
                         }
                     }
                 }
@@ -837,42 +886,74 @@ async fn tcp_client(
             _ = out.ready.notified() => {
                 std::mem::swap(&mut *out.buf.borrow_mut(), &mut writing);
                 if !writing.is_empty() && stream.write_all(&writing).await.is_err() {
-                    break 'conn None;
+                    break 'conn End::Closed;
                 }
                 writing.clear();
                 writing.shrink_to(CLIENT_OUT_KEEP);
             }
             cmd = rx.recv() => match cmd {
-                Some(ClientCmd::Splice(peer, id)) => break 'conn Some((peer, id)),
-                Some(ClientCmd::Close) | None => break 'conn None,
+                Some(ClientCmd::Splice(peer, id)) => break 'conn End::Splice(peer, id),
+                Some(ClientCmd::Close) | None => break 'conn End::Closed,
             }
         }
     };
-    if let Some((mut peer, id)) = splice {
-        // Flush responses queued before the splice (the ConnectionBind success).
-        let queued = std::mem::take(&mut *out.buf.borrow_mut());
-        if !queued.is_empty() && stream.write_all(&queued).await.is_err() {
+    let (mut peer, id) = match end {
+        End::Closed => return,
+        End::Splice(peer, id) => (peer, id),
+        End::Handoff { owner, at } => {
+            let Some(conn) = guard.conn.take() else {
+                return;
+            };
+            let h = Handoff {
+                stream,
+                tuple,
+                unread: buf[at..filled].to_vec(),
+                guard: conn,
+            };
+            debug!(client = %tuple.client, from = shard.index, to = owner, "ConnectionBind moved to the shard that owns its connection");
+            if shard.front.handoff[usize::from(owner)].send(h).is_err() {
+                debug!(to = owner, "handoff target shard is gone");
+            }
             return;
         }
-        if filled > 0 && peer.write_all(&buf[..filled]).await.is_err() {
-            return;
-        }
-        let r = tokio::io::copy_bidirectional(&mut stream, &mut peer).await;
-        debug!(connection = id, result = ?r, "TCP relay connection finished");
-        shard
-            .server
-            .borrow_mut()
-            .handle_connection_closed(Instant::now(), id);
-        shard.peer_conns.borrow_mut().remove(&id);
-        shard.drain();
+    };
+    // Flush responses queued before the splice (the ConnectionBind success).
+    let queued = std::mem::take(&mut *out.buf.borrow_mut());
+    if !queued.is_empty() && stream.write_all(&queued).await.is_err() {
+        return;
     }
+    if filled > 0 && peer.write_all(&buf[..filled]).await.is_err() {
+        return;
+    }
+    let r = tokio::io::copy_bidirectional(&mut stream, &mut peer).await;
+    debug!(connection = id, result = ?r, "TCP relay connection finished");
+    shard
+        .server
+        .borrow_mut()
+        .handle_connection_closed(Instant::now(), id);
+    shard.peer_conns.borrow_mut().remove(&id);
+    shard.drain();
+}
+
+/// How a client connection's TURN phase ended.
+enum End {
+    Closed,
+    /// ConnectionBind succeeded: the connection becomes a pipe to this peer connection.
+    Splice(TcpStream, u32),
+    /// The first frame is a ConnectionBind for a connection of shard `owner`; it starts at
+    /// `at` in the read buffer.
+    Handoff {
+        owner: u8,
+        at: usize,
+    },
 }
 
 /// Tells the server when a client connection task ends, however it ends (even aborted).
 struct ClientGuard {
     shard: Rc<Shard>,
     tuple: FiveTuple,
-    _conn: ConnGuard,
+    /// The connection's place in the connection limits; moves with a handoff.
+    conn: Option<ConnGuard>,
 }
 
 impl Drop for ClientGuard {

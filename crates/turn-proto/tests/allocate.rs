@@ -199,6 +199,44 @@ fn even_port_reservation_token_gets_the_next_port() {
 }
 
 #[test]
+fn a_reservation_made_on_one_shard_is_redeemed_on_another() {
+    // The RTCP Allocate comes from another client socket, which the kernel may give to any
+    // shard: the reservation is edge-wide.
+    let mut one = Harness::new();
+    let mut two = Harness::setup()
+        .config(|c| c.shard = 1)
+        .shard_of(&one)
+        .build();
+    let mut rtp = Client::alice(udp(1));
+    let r = one.allocate_with(&mut rtp, |b| {
+        b.add(attr::EVEN_PORT, &[0x80]);
+    });
+    r.assert_success(Method::Allocate);
+    let relay = r.relayed();
+    let token = r.get(attr::RESERVATION_TOKEN).expect("RESERVATION-TOKEN");
+
+    let mut rtcp = Client::alice(udp(2));
+    let r = two.allocate_with(&mut rtcp, |b| {
+        b.add(attr::RESERVATION_TOKEN, &token);
+    });
+    r.assert_success(Method::Allocate);
+    assert_eq!(r.relayed().port(), relay.port() + 1);
+    assert_eq!(two.bind_requests[0].use_reserved, Some(r.relayed()));
+
+    // The hold's timer, on the first shard, finds it redeemed: nothing is released, and the
+    // token is spent on every shard.
+    one.advance(secs(31));
+    assert!(one.released().is_empty(), "{:?}", one.events);
+    for h in [&mut one, &mut two] {
+        let mut other = Client::bob(udp(3));
+        let again = h.allocate_with(&mut other, |b| {
+            b.add(attr::RESERVATION_TOKEN, &token);
+        });
+        again.assert_error(Method::Allocate, 508);
+    }
+}
+
+#[test]
 fn retransmitted_even_port_allocate_repeats_the_reservation_token() {
     let mut h = Harness::new();
     let mut c = Client::alice(udp(1));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use turn_proto::codec::{attr, Class, Family, MessageType, Method};
-use turn_proto::server::{Event, RelayTransport};
+use turn_proto::server::{connection_bind_shard, Event, RelayTransport};
 
 const PEER: &str = "203.0.113.9:80";
 
@@ -384,4 +384,35 @@ fn client_closing_while_its_relay_is_bound_gives_everything_back() {
     let mut again = c.on(tcp(1, 41_001));
     h.allocate_with(&mut again, |_| {})
         .assert_success(Method::Allocate);
+}
+
+#[test]
+fn a_connection_bind_names_the_shard_that_owns_its_connection() {
+    // Shard 3 of an edge makes the CONNECTION-ID; a ConnectionBind naming it, arriving at any
+    // shard, is routed by its top byte.
+    let mut h = Harness::setup().config(|c| c.shard = 3).build();
+    let (mut c, _) = tcp_allocation(&mut h);
+    let (id, _) = connect(&mut h, &mut c, sa(PEER)).expect("ConnectPeer");
+    assert_eq!(id >> 24, 3);
+    let data = Client::alice(tcp(2, 41_001));
+    let txid = h.txid();
+    let bind = data.build(Method::ConnectionBind, txid, &|b| {
+        b.add_u32(attr::CONNECTION_ID, id);
+    });
+    assert_eq!(connection_bind_shard(&bind), Some(3));
+
+    // Anything else is left where it landed: other methods, a bind without the attribute,
+    // a response, and bytes that are not STUN at all.
+    let connect = c.build(Method::Connect, txid, &|b| {
+        b.add_xor_address(attr::XOR_PEER_ADDRESS, sa(PEER));
+    });
+    assert_eq!(connection_bind_shard(&connect), None);
+    let bare = data.build(Method::ConnectionBind, txid, &|_| {});
+    assert_eq!(connection_bind_shard(&bare), None);
+    let mut response = bind.clone();
+    response[0] |= 0x01; // class bit C1: the same method as a success response
+
+    assert_eq!(connection_bind_shard(&response), None);
+    assert_eq!(connection_bind_shard(b"GET / HTTP/1.1\r\n\r\n"), None);
+    assert_eq!(connection_bind_shard(&[]), None);
 }

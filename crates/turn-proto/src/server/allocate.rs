@@ -97,10 +97,8 @@ impl Server {
             }
             Some(v) if v.len() == 8 => {
                 let token = u64::from_be_bytes(v.try_into().expect("8"));
-                match self.reservations.get(&token) {
-                    Some(&(addr, expires)) if expires > now && transport == RelayTransport::Udp => {
-                        Some((token, addr))
-                    }
+                match self.quota.reservation(token, now) {
+                    Some(addr) if transport == RelayTransport::Udp => Some((token, addr)),
                     _ => {
                         return Err(Refusal::InsufficientCapacity(
                             "Unknown or expired RESERVATION-TOKEN",
@@ -156,9 +154,19 @@ impl Server {
         let lifetime = self.granted_lifetime(msg)?;
         self.quota
             .acquire(&auth.quota_user, self.config.max_allocations_per_user)?;
-        if let Some((t, _)) = use_reserved {
-            self.reservations.remove(&t);
-        }
+        let use_reserved = match use_reserved {
+            // Another Allocate (on another shard, perhaps) may have redeemed it meanwhile.
+            Some((t, _)) => match self.quota.take_reservation(t) {
+                Some((addr, _)) => Some((t, addr)),
+                None => {
+                    self.quota.release(&auth.quota_user);
+                    return Err(Refusal::InsufficientCapacity(
+                        "Unknown or expired RESERVATION-TOKEN",
+                    ));
+                }
+            },
+            None => None,
+        };
         let token = self.next_token;
         self.next_token += 1;
         let mut parts = Vec::with_capacity(2);
@@ -351,7 +359,7 @@ impl Server {
         let bytes = mac.finalize().into_bytes();
         let token = u64::from_be_bytes(bytes[..8].try_into().expect("8"));
         let expires = now + RESERVATION_LIFETIME;
-        self.reservations.insert(token, (addr, expires));
+        self.quota.reserve(token, addr, expires);
         self.timers
             .push(std::cmp::Reverse((expires, Timer::Reservation { token })));
         token
@@ -359,9 +367,12 @@ impl Server {
 
     /// A reservation's time is up: release the held port unless an Allocate took it.
     pub(super) fn reservation_timeout(&mut self, now: Instant, token: u64) {
-        if let Some(&(addr, expires)) = self.reservations.get(&token) {
-            if expires <= now {
-                self.reservations.remove(&token);
+        if self
+            .quota
+            .reservation_expiry(token)
+            .is_some_and(|expires| expires <= now)
+        {
+            if let Some((addr, _)) = self.quota.take_reservation(token) {
                 self.events.push_back(Event::ReleaseRelay {
                     relay: addr,
                     transport: RelayTransport::Udp,

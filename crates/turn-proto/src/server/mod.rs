@@ -45,6 +45,7 @@ pub use auth::{AuthError, Authenticator, Credentials, StaticUsers};
 pub use config::ServerConfig;
 pub use error::Refusal;
 pub use quota::SharedQuota;
+pub use tcp::connection_bind_shard;
 
 use crate::codec::{
     attr, ChannelData, Class, DecodeError, Family, IntegrityKind, LongTermKey, Message,
@@ -294,7 +295,6 @@ pub struct Server {
     by_relay: HashMap<SocketAddr, u32>,
     pending: HashMap<u64, PendingAllocation>,
     /// RESERVATION-TOKEN → (held relay address, expiry).
-    reservations: HashMap<u64, (SocketAddr, Instant)>,
     next_token: u64,
     connections: HashMap<u32, tcp::Connection>,
     next_connection: u32,
@@ -336,7 +336,6 @@ impl Server {
             by_client: HashMap::new(),
             by_relay: HashMap::new(),
             pending: HashMap::new(),
-            reservations: HashMap::new(),
             next_token: 1,
             connections: HashMap::new(),
             next_connection: 1,

@@ -1,11 +1,15 @@
-//! Allocation counts shared by every shard of an edge.
+//! What every shard of an edge shares: allocation counts, and the relay ports held under a
+//! RESERVATION-TOKEN (the Allocate that redeems one comes from another client socket, which
+//! the kernel may hand to any shard).
 //!
 //! Only Allocate and allocation removal touch this, never the packet path, so a mutex that
 //! crosses cores is fine here.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::Refusal;
 
@@ -15,6 +19,8 @@ pub struct SharedQuota {
     max_total: usize,
     total: AtomicUsize,
     per_user: Mutex<HashMap<String, u32>>,
+    /// RESERVATION-TOKEN → the held relay port and when the hold ends.
+    reservations: Mutex<HashMap<u64, (SocketAddr, Instant)>>,
 }
 
 impl SharedQuota {
@@ -24,6 +30,7 @@ impl SharedQuota {
             max_total,
             total: AtomicUsize::new(0),
             per_user: Mutex::new(HashMap::new()),
+            reservations: Mutex::new(HashMap::new()),
         })
     }
 
@@ -70,5 +77,36 @@ impl SharedQuota {
     /// Allocations on the edge now.
     pub fn total(&self) -> usize {
         self.total.load(Ordering::Acquire)
+    }
+
+    /// Records a port held under `token` until `expires`.
+    pub(crate) fn reserve(&self, token: u64, addr: SocketAddr, expires: Instant) {
+        self.reservations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, (addr, expires));
+    }
+
+    /// The port held under `token`, if the hold is still on at `now`.
+    pub(crate) fn reservation(&self, token: u64, now: Instant) -> Option<SocketAddr> {
+        let r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        r.get(&token)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(addr, _)| *addr)
+    }
+
+    /// Ends the hold under `token` (redeemed, or timed out) and says which port it held;
+    /// `None` if another shard ended it first.
+    pub(crate) fn take_reservation(&self, token: u64) -> Option<(SocketAddr, Instant)> {
+        self.reservations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token)
+    }
+
+    /// When the hold under `token` ends, if it is still on.
+    pub(crate) fn reservation_expiry(&self, token: u64) -> Option<Instant> {
+        let r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        r.get(&token).map(|(_, expires)| *expires)
     }
 }

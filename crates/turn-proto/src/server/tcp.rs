@@ -18,6 +18,24 @@ use crate::codec::{
     TransactionId,
 };
 
+/// The shard that owns the peer connection a ConnectionBind request names, read from the
+/// top byte of its CONNECTION-ID; `None` if `frame` is not a ConnectionBind request with one.
+///
+/// A client opens its data connection afresh, and the kernel may give it to any shard
+/// (SO_REUSEPORT), while the peer connection lives on the shard that made the CONNECTION-ID.
+/// The I/O layer checks the first frame of each new TCP/TLS connection with this and moves
+/// the connection to the owner before any server sees it. Nothing is trusted here: the owner
+/// authenticates the request as usual.
+pub fn connection_bind_shard(frame: &[u8]) -> Option<u8> {
+    let msg = Message::decode(frame).ok()?;
+    let typ = msg.message_type();
+    if typ.method != Method::ConnectionBind || typ.class != Class::Request {
+        return None;
+    }
+    let id = msg.u32_attr(attr::CONNECTION_ID).ok()??;
+    Some((id >> 24) as u8)
+}
+
 #[derive(Debug)]
 pub(crate) struct Connection {
     slot: u32,

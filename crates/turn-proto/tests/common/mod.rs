@@ -315,6 +315,8 @@ pub struct Setup {
     pub quota_total: usize,
     pub auth: Box<dyn Authenticator>,
     pub auto_bind: bool,
+    /// The edge-wide ledger of another harness (another shard of the same edge).
+    pub quota: Option<Arc<SharedQuota>>,
 }
 
 impl Default for Setup {
@@ -324,6 +326,7 @@ impl Default for Setup {
             quota_total: 1000,
             auth: Box::new(users()),
             auto_bind: true,
+            quota: None,
         }
     }
 }
@@ -344,6 +347,12 @@ impl Setup {
         self
     }
 
+    /// Share `other`'s edge-wide ledger: this harness is another shard of the same edge.
+    pub fn shard_of(mut self, other: &Harness) -> Self {
+        self.quota = Some(other.quota.clone());
+        self
+    }
+
     /// Leave `Event::BindRelay` unanswered (collected in `Harness::deferred_binds`).
     pub fn manual_bind(mut self) -> Self {
         self.auto_bind = false;
@@ -352,7 +361,9 @@ impl Setup {
 
     pub fn build(self) -> Harness {
         let t0 = Instant::now();
-        let quota = SharedQuota::new(self.quota_total);
+        let quota = self
+            .quota
+            .unwrap_or_else(|| SharedQuota::new(self.quota_total));
         let server = Server::new(self.config, self.auth, policy(), quota.clone(), t0, UNIX_T0);
         Harness {
             server,
