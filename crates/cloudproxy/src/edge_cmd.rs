@@ -46,7 +46,7 @@ pub struct EdgeArgs {
     /// DEVELOPMENT ONLY: allow peers on loopback (127.0.0.0/8, ::1).
     #[arg(long)]
     dangerous_allow_loopback_peers: bool,
-    /// Worker threads, each with its own sockets [default: 1].
+    /// Worker threads, each with its own sockets [default: one per CPU, at most 64].
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
     /// Log format: text or json [default: text].

@@ -186,7 +186,8 @@ pub struct EdgeConfig {
     /// Secret for stateless nonces; edges behind one name should share it. Default: derived
     /// from the first auth secret, or random.
     pub nonce_secret: Option<String>,
-    /// Worker threads, each with its own sockets and allocations (default 1).
+    /// Worker threads, each with its own sockets and allocations (default: one per CPU the
+    /// process may run on, at most 64).
     pub shards: usize,
     /// Allocations on this edge (default 50,000).
     pub max_allocations: usize,
@@ -267,7 +268,7 @@ impl Default for EdgeConfig {
             rtn_prefixes: Vec::new(),
             dangerous_allow_loopback_peers: false,
             nonce_secret: None,
-            shards: 1,
+            shards: default_shards(),
             max_allocations: 50_000,
             max_allocations_per_user: 10,
             max_permissions_per_allocation: 32,
@@ -519,4 +520,10 @@ mod sample_tests {
             dir.display()
         );
     }
+}
+
+/// One shard per CPU this process may use (its affinity mask and cgroup quota count), so the
+/// packet path of each core stays on it; at most 64.
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(64))
 }
