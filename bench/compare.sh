@@ -2,8 +2,10 @@
 # Side-by-side TURN relay comparison: our edge vs coturn (and a null relay as the kernel's
 # limit), same machine, same ports, same credentials, back to back, rounds interleaved.
 # Driven by our load generator (relay_load) and by coturn's own turnutils_uclient.
+# Each round first runs the loss sweeps (highest rate with < 0.1 % loss), then the other
+# scenarios, among them paced runs at half of the edge's highest lossless rate of that round.
 #
-#   bench/compare.sh            # defaults below (a few minutes)
+#   bench/compare.sh            # defaults below (about ten minutes)
 #   bench/compare.sh --smoke    # everything at a tenth of the size; fails only on errors
 #   ROUNDS=5 SECONDS=10 ALLOCS=64 SIZES="200 1200" bench/compare.sh
 #
@@ -20,7 +22,7 @@ smoke=0
 for a in "$@"; do
   case "$a" in
     --smoke) smoke=1 ;;
-    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "compare.sh: unknown argument $a" >&2; exit 64 ;;
   esac
 done
@@ -34,13 +36,20 @@ WARMUP=${WARMUP:-0.5}
 ALLOCS=${ALLOCS:-32}            # allocations in the traffic runs
 SIZES=${SIZES:-${SIZE:-"200 1200"}}
 WINDOW=${WINDOW:-8}             # flat-out packets in flight per allocation
-RATE=${RATE:-20000}             # paced runs: total offered packets/s (client -> peer)
+RATE=${RATE:-20000}             # paced CPU runs: total offered packets/s (client -> peer)
+SWEEP_START=${SWEEP_START:-20000}       # loss sweep: first step, packets/s in all
+SWEEP_FACTOR=${SWEEP_FACTOR:-1.5}       # loss sweep: rate multiplier per passing step
+SWEEP_STEP=${SWEEP_STEP:-1}             # loss sweep: seconds per step
+SWEEP_SETTLE_MS=${SWEEP_SETTLE_MS:-300} # loss sweep: idle pause after each step
+SWEEP_STEPS=${SWEEP_STEPS:-16}          # loss sweep: steps at most (refinement included)
+SWEEP_REFINE=${SWEEP_REFINE:-3}         # loss sweep: bisections after the first failing step
 ALLOC_N=${ALLOC_N:-1000}        # allocations in the allocation-rate run
 THREADS=${THREADS:-2}           # generator threads
 SERVER_THREADS=${SERVER_THREADS:-2}   # edge shards, coturn relay threads, null relay threads
 UCLIENT_N=${UCLIENT_N:-1000}    # turnutils_uclient messages per client
 UCLIENT_M=${UCLIENT_M:-10}      # turnutils_uclient clients
 PORT=${PORT:-3478}              # UDP and TCP listening port of both servers
+TLS_PORT=${TLS_PORT:-5349}      # TURN-over-TLS port of both servers
 PEER_PORT=${PEER_PORT:-20480}   # turnutils_peer (echo peer for turnutils_uclient)
 SERVERS=${SERVERS:-"edge coturn"}
 SERVER_CPUS=${SERVER_CPUS:-}    # optional taskset CPU list for the servers (e.g. 1)
@@ -52,6 +61,11 @@ if [[ $smoke == 1 ]]; then
   ALLOCS=$(( ALLOCS / 10 > 2 ? ALLOCS / 10 : 2 ))
   ALLOC_N=$(( ALLOC_N / 10 ))
   RATE=$(( RATE / 10 ))
+  SWEEP_START=$(( SWEEP_START / 10 ))
+  SWEEP_STEP=$(awk "BEGIN{print $SWEEP_STEP/10}")
+  SWEEP_SETTLE_MS=$(( SWEEP_SETTLE_MS / 6 ))
+  SWEEP_STEPS=3
+  SWEEP_REFINE=1
   UCLIENT_N=$(( UCLIENT_N / 10 ))
   UCLIENT_M=$(( UCLIENT_M / 5 > 1 ? UCLIENT_M / 5 : 1 ))
 fi
@@ -81,7 +95,7 @@ fi
 
 listening() { ss -Hlnu "sport = :$1" | grep -q . || ss -Hlnt "sport = :$1" | grep -q .; }
 # Both servers set SO_REUSEPORT: a leftover one would silently share the port with the next.
-for p in "$PORT" "$PEER_PORT"; do
+for p in "$PORT" "$TLS_PORT" "$PEER_PORT"; do
   if listening "$p"; then
     echo "compare.sh: port $p is already in use (a system coturn, or a leftover server?):" >&2
     ss -Hlnptu "sport = :$p" >&2 || true
@@ -96,6 +110,8 @@ if [[ $smoke == 1 ]]; then results=${RESULTS_DIR:-$work/results}; else results=$
 mkdir -p "$results"
 runs="$work/runs.jsonl"
 : > "$runs"
+halves="$work/half-rates.jsonl"   # per round and size: the rate of the half-of-max runs
+: > "$halves"
 errors=0
 server_pid=""
 peer_pid=""
@@ -106,6 +122,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# TURN over TLS: both servers get the same self-signed certificate (the edge serves TLS only
+# with a certificate; relay_load runs with --tls-insecure).
+have_tls=1
+if command -v openssl >/dev/null && openssl req -x509 -newkey ec \
+    -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$work/tls.key" -out "$work/tls.crt" >"$work/openssl.log" 2>&1; then
+  coturn_tls=(--cert="$work/tls.crt" --pkey="$work/tls.key" --tls-listening-port="$TLS_PORT")
+  edge_tls="tls_cert = \"$work/tls.crt\"
+tls_key = \"$work/tls.key\""
+else
+  echo "compare.sh: no openssl (or it failed): TLS scenarios skipped" >&2
+  have_tls=0
+  coturn_tls=(--no-tls)
+  edge_tls=""
+fi
+
 cat > "$work/edge.toml" <<EOF
 listen = "127.0.0.1"
 udp_ports = "$PORT-$PORT"
@@ -115,14 +148,15 @@ realm = "cloudproxy"
 users = ["bench:bench"]
 dangerous_allow_loopback_peers = true
 signal_port = 0
-tls_port = 5349
+tls_port = $TLS_PORT
+$edge_tls
 shards = $SERVER_THREADS
 max_allocations = 200000
 max_allocations_per_user = 200000
 max_connections_per_ip = 100000
 EOF
 
-start_server() { # NAME -> sets server_pid, waits until the TCP port accepts
+start_server() { # NAME ROUND -> sets server_pid, waits until the UDP, TCP (and TLS) ports listen
   local name=$1 log="$work/$1-r$2.log"
   case "$name" in
     edge)
@@ -131,14 +165,15 @@ start_server() { # NAME -> sets server_pid, waits until the TCP port accepts
     coturn)
       "${srv_pin[@]}" turnserver -n --listening-ip=127.0.0.1 --listening-port="$PORT" \
         --relay-ip=127.0.0.1 --lt-cred-mech --user=bench:bench --realm=cloudproxy \
-        --allow-loopback-peers --no-tls --no-dtls --min-port=49152 --max-port=65535 \
+        --allow-loopback-peers "${coturn_tls[@]}" --no-dtls --min-port=49152 --max-port=65535 \
         --relay-threads="$SERVER_THREADS" --no-cli --no-stdout-log --log-file=/dev/null \
         --simple-log >"$log" 2>&1 &
       ;;
   esac
   server_pid=$!
   for _ in $(seq 100); do
-    if ss -Hlnt "sport = :$PORT" | grep -q . && ss -Hlnu "sport = :$PORT" | grep -q .; then
+    if ss -Hlnt "sport = :$PORT" | grep -q . && ss -Hlnu "sport = :$PORT" | grep -q . &&
+        { [[ $have_tls == 0 ]] || ss -Hlnt "sport = :$TLS_PORT" | grep -q .; }; then
       sleep 0.2
       return 0
     fi
@@ -159,10 +194,10 @@ stop_server() {
     server_pid=""
   fi
   for _ in $(seq 100); do
-    listening "$PORT" || return 0
+    listening "$PORT" || listening "$TLS_PORT" || return 0
     sleep 0.1
   done
-  echo "compare.sh: port $PORT still in use after stopping the server" >&2
+  echo "compare.sh: port $PORT or $TLS_PORT still in use after stopping the server" >&2
   errors=$((errors + 1))
   return 1
 }
@@ -170,16 +205,19 @@ stop_server() {
 strict=()
 [[ $smoke == 1 ]] && strict=(--strict)
 
-run_load() { # SERVER ROUND SCENARIO args...
+last_out=""
+run_load() { # SERVER ROUND SCENARIO args...  (TARGET_PORT=... overrides $PORT; sets last_out)
   local server=$1 round=$2 scenario=$3; shift 3
-  local target=(--server "127.0.0.1:$PORT" --user bench --password bench --server-pid "$server_pid")
+  local target=(--server "127.0.0.1:${TARGET_PORT:-$PORT}" --user bench --password bench --server-pid "$server_pid")
   [[ $server == null ]] && target=(--null-relay --null-threads "$SERVER_THREADS")
   local out
   echo "== $server round $round: $scenario" >&2
+  last_out=""
   if out=$("${load_pin[@]}" "$relay_load" "${target[@]}" --json "${strict[@]}" \
       --threads "$THREADS" --warmup "$WARMUP" \
       --label "server=$server round=$round scenario=$scenario" "$@"); then
     echo "$out" >> "$runs"
+    last_out=$out
   else
     echo "compare.sh: relay_load failed ($server $scenario)" >&2
     [[ -n $out ]] && echo "$out" >> "$runs"
@@ -214,6 +252,49 @@ first_size=${sizes[0]}
 last_size=${sizes[-1]}
 per_alloc_rate=$(awk "BEGIN{print $RATE/$ALLOCS}")
 
+sweep_scenarios() { # SERVER ROUND: UDP ChannelData loss sweeps, each size
+  local s=$1 r=$2
+  for size in "${sizes[@]}"; do
+    run_load "$s" "$r" "udp-channel-$size-sweep" --transport udp --mode channel --size "$size" \
+      --allocations "$ALLOCS" --sweep "$SWEEP_START" --sweep-factor "$SWEEP_FACTOR" \
+      --sweep-step-seconds "$SWEEP_STEP" --sweep-settle-ms "$SWEEP_SETTLE_MS" \
+      --sweep-max-steps "$SWEEP_STEPS" --sweep-refine "$SWEEP_REFINE"
+    [[ $s == edge ]] && edge_sweep[$size]=$last_out
+  done
+  return 0
+}
+
+# Per size: total packets/s of this round's half-of-max runs (half the edge's highest lossless
+# rate; the same absolute rate for every server). Recorded in $halves for the report.
+declare -A edge_sweep=() half_rate=()
+pick_half_rates() { # ROUND
+  local r=$1 size max limit basis
+  for size in "${sizes[@]}"; do
+    half_rate[$size]=""
+    if [[ -z ${edge_sweep[$size]:-} ]]; then
+      echo "compare.sh: round $r: no edge sweep for $size B: half-of-max runs skipped" >&2
+      continue
+    fi
+    # "MAX LIMIT": the highest lossless rate ("-": none) and what limited it ("none": no step failed).
+    max=""; limit=""
+    read -r max limit < <(python3 -c 'import json,sys
+s = json.loads(sys.stdin.read()).get("sweep") or {}
+v = s.get("max_lossless_pps")
+print(round(v) if v else "-", s.get("limit") or "none")' <<<"${edge_sweep[$size]}" 2>/dev/null) || true
+    if [[ -n ${max:-} && $max != - ]]; then
+      half_rate[$size]=$(awk "BEGIN{printf \"%.0f\", $max/2}")
+      basis="half of the edge's highest lossless rate, $max packets/s"
+      if [[ $limit == none ]]; then basis+=" (no step failed: a lower bound)"; fi
+    else
+      # No step passed (a loaded machine): still run, at half the sweep's start, and say so.
+      half_rate[$size]=$(awk "BEGIN{printf \"%.0f\", $SWEEP_START/2}")
+      basis="fallback: no lossless edge step, half the sweep's start rate"
+    fi
+    printf '{"round":%s,"size":%s,"pps":%s,"basis":"%s"}\n' "$r" "$size" "${half_rate[$size]}" "$basis" >> "$halves"
+  done
+  edge_sweep=()
+}
+
 traffic_scenarios() { # SERVER ROUND  (the null relay runs only the UDP ChannelData ones)
   local s=$1 r=$2
   for size in "${sizes[@]}"; do
@@ -221,12 +302,22 @@ traffic_scenarios() { # SERVER ROUND  (the null relay runs only the UDP ChannelD
       --allocations "$ALLOCS" --flat-out --window "$WINDOW" --seconds "$SECONDS_"
     run_load "$s" "$r" "udp-channel-$size-paced" --transport udp --mode channel --size "$size" \
       --allocations "$ALLOCS" --rate "$per_alloc_rate" --seconds "$SECONDS_"
+    if [[ -n ${half_rate[$size]:-} ]]; then
+      run_load "$s" "$r" "udp-channel-$size-half" --transport udp --mode channel --size "$size" \
+        --allocations "$ALLOCS" --rate "$(awk "BEGIN{print ${half_rate[$size]}/$ALLOCS}")" \
+        --seconds "$SECONDS_"
+    fi
   done
   [[ $s == null ]] && return 0
   run_load "$s" "$r" "udp-send-$first_size-max" --transport udp --mode send --size "$first_size" \
     --allocations "$ALLOCS" --flat-out --window "$WINDOW" --seconds "$SECONDS_"
   run_load "$s" "$r" "tcp-channel-$last_size-max" --transport tcp --mode channel --size "$last_size" \
     --allocations "$ALLOCS" --flat-out --window "$WINDOW" --seconds "$SECONDS_"
+  if [[ $have_tls == 1 ]]; then
+    TARGET_PORT=$TLS_PORT run_load "$s" "$r" "tls-channel-$last_size-max" --transport tls \
+      --tls-insecure --tls-name localhost --mode channel --size "$last_size" \
+      --allocations "$ALLOCS" --flat-out --window "$WINDOW" --seconds "$SECONDS_"
+  fi
   run_load "$s" "$r" "allocate" --transport udp --allocations "$ALLOC_N" --seconds 0
 }
 
@@ -239,6 +330,14 @@ for r in $(seq "$ROUNDS"); do
   # Interleave: alternate which server goes first, so drift (thermal, other load) spreads.
   order=($SERVERS)
   if (( r % 2 == 0 )); then order=($(printf '%s\n' "${order[@]}" | tac)); fi
+  # Loss sweeps first: the half-of-max runs below need the edge's rate of this round.
+  for s in "${order[@]}"; do
+    start_server "$s" "$r-sweep" || continue
+    sweep_scenarios "$s" "$r"
+    stop_server
+  done
+  sweep_scenarios null "$r"
+  pick_half_rates "$r"
   for s in "${order[@]}"; do
     start_server "$s" "$r" || continue
     traffic_scenarios "$s" "$r"
@@ -252,7 +351,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 meta="$work/meta.json"
-python3 - "$meta" <<EOF
+python3 - "$meta" "$halves" <<EOF
 import json, os, platform, subprocess, sys
 def sh(c):
     try: return subprocess.run(c, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -261,6 +360,10 @@ json.dump({
   "timestamp": "$stamp", "smoke": $smoke, "rounds": $ROUNDS, "seconds": $SECONDS_,
   "warmup": $WARMUP, "allocations": $ALLOCS, "sizes": "$SIZES".split(), "window": $WINDOW,
   "paced_total_pps": $RATE, "alloc_run_allocations": $ALLOC_N, "generator_threads": $THREADS,
+  "sweep": {"start_pps": $SWEEP_START, "factor": $SWEEP_FACTOR, "step_s": $SWEEP_STEP,
+            "settle_ms": $SWEEP_SETTLE_MS, "max_steps": $SWEEP_STEPS, "refine": $SWEEP_REFINE},
+  "half_rates": [json.loads(l) for l in open(sys.argv[2]) if l.strip()],
+  "tls": $have_tls, "tls_port": $TLS_PORT,
   "server_threads": $SERVER_THREADS, "uclient_n": $UCLIENT_N, "uclient_m": $UCLIENT_M,
   "port": $PORT, "server_cpus": "$SERVER_CPUS", "load_cpus": "$LOAD_CPUS",
   "cpus": os.cpu_count(), "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),

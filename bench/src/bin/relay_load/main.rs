@@ -1,14 +1,18 @@
-//! TURN relay load generator: N allocations against any TURN server over UDP or TCP, a
+//! TURN relay load generator: N allocations against any TURN server over UDP, TCP or TLS, a
 //! built-in UDP echo peer, ChannelData or Send indications, a fixed offered rate or flat out,
 //! bounded in time and count. Reports delivered packets/s and Mbit/s each way, loss, round-trip
 //! percentiles, the allocation rate (including the 401 round trip) and, given the server's
-//! pid, its CPU-seconds per million relayed packets and its RSS. `--null-relay` drives an
-//! in-process bare recvmmsg/sendmmsg forwarder instead: the kernel's limit for the same socket
-//! topology on this machine.
+//! pid, its CPU-seconds per million relayed packets and its RSS. `--sweep` steps an open-loop
+//! rate up instead and reports the highest one with less than 0.1 % loss. `--null-relay`
+//! drives an in-process bare recvmmsg/sendmmsg forwarder instead: the kernel's limit for the
+//! same socket topology on this machine.
 //!
 //!   relay_load --server 127.0.0.1:3478 --user bench --password bench \
 //!       --allocations 64 --size 200 --flat-out --seconds 5 --server-pid $(pidof turnserver)
 //!   relay_load --null-relay --allocations 64 --size 200 --flat-out --seconds 5
+//!   relay_load --null-relay --allocations 32 --size 200 --sweep 20000
+//!   relay_load --server 127.0.0.1:5349 --transport tls --tls-insecure --user bench \
+//!       --password bench --size 1200 --seconds 5
 //!
 //! See bench/README.md for what each number means.
 
@@ -18,10 +22,12 @@ mod hist;
 mod null;
 mod peer;
 mod proto;
+mod stream;
+mod sweep;
 mod sys;
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,16 +36,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
-use turn_proto::codec::{attr, frame_len, long_term_key, Class, TransactionId};
+use turn_proto::codec::{attr, long_term_key, Class, TransactionId};
 
 use hist::Hist;
 use proto::{Auth, Framing, Incoming, Template};
+use stream::StreamConn;
 use sys::{Epoll, RecvBatch, SendBatch, BATCH, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 enum TransportArg {
     Udp,
     Tcp,
+    /// TURN over TLS (RFC 7443): TCP framing inside TLS, ALPN "stun.turn".
+    Tls,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -84,6 +93,30 @@ struct Args {
     /// Fixed offered rate, packets/s per allocation (open loop).
     #[arg(long, value_name = "PPS", conflicts_with = "flat_out")]
     rate: Option<f64>,
+    /// Loss sweep: offer START_PPS packets/s in all (open loop, paced), then step the rate up
+    /// by --sweep-factor while loss stays below --sweep-loss-pct; report every step and the
+    /// highest passing rate (`max_lossless_pps`). Replaces --seconds.
+    #[arg(long, value_name = "START_PPS", conflicts_with_all = ["rate", "flat_out", "max_packets"])]
+    sweep: Option<f64>,
+    /// Sweep: rate multiplier from one step to the next while steps pass.
+    #[arg(long, default_value_t = 1.5, requires = "sweep")]
+    sweep_factor: f64,
+    /// Sweep: seconds of sending per step.
+    #[arg(long, default_value_t = 1.0, requires = "sweep")]
+    sweep_step_seconds: f64,
+    /// Sweep: pause after each step (nothing sent) so its backlog drains; packets back after
+    /// it count as lost.
+    #[arg(long, default_value_t = 300, requires = "sweep")]
+    sweep_settle_ms: u64,
+    /// Sweep: bisections between the last passing and the first failing rate.
+    #[arg(long, default_value_t = 3, requires = "sweep")]
+    sweep_refine: usize,
+    /// Sweep: steps at most, refinement included (bounds its time).
+    #[arg(long, default_value_t = 16, requires = "sweep")]
+    sweep_max_steps: usize,
+    /// Sweep: a step fails at this loss (percent) or more.
+    #[arg(long, default_value_t = 0.1, requires = "sweep")]
+    sweep_loss_pct: f64,
     /// Flat out: closed loop, --window packets in flight per allocation (the default).
     #[arg(long)]
     flat_out: bool,
@@ -147,6 +180,15 @@ struct Args {
     /// Free label copied into the JSON (e.g. "coturn round 2").
     #[arg(long)]
     label: Option<String>,
+    /// TLS: accept any server certificate (benchmarks against self-signed servers).
+    #[arg(long, conflicts_with = "tls_ca")]
+    tls_insecure: bool,
+    /// TLS: trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// TLS: server name for SNI and the certificate check [default: the server's IP address].
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
 }
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -163,6 +205,10 @@ struct Shared {
     window_end_ns: AtomicU64,
     done_sending: AtomicUsize,
     tids: Mutex<Vec<u32>>,
+    /// With --sweep: the steps the workers follow.
+    sweep: Option<sweep::Control>,
+    /// Allocations ready to relay, all threads (known after setup).
+    ready: AtomicU64,
     start: Barrier,
     setup_done: Barrier,
     go: Barrier,
@@ -184,6 +230,11 @@ struct Cfg {
     seconds: f64,
     gso: bool,
     bind_ip: IpAddr,
+    /// With --transport tls: the client configuration and the server name.
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 const CHANNEL: u16 = 0x4000;
@@ -191,24 +242,21 @@ const RTO_NS: u64 = 300_000_000;
 const TCP_TIMEOUT_NS: u64 = 5_000_000_000;
 const MAX_TRIES: u32 = 6;
 
+/// Plaintext queued on a TCP/TLS connection beyond which the generator stops offering more
+/// (counted in `generator_send_drops`): an open-loop overload must not grow memory forever.
+const STREAM_BACKLOG_MAX: usize = 1 << 20;
+
 enum Conn {
     Udp(UdpSocket),
-    Tcp {
-        s: TcpStream,
-        rbuf: Vec<u8>,
-        rstart: usize,
-        rlen: usize,
-        wbuf: Vec<u8>,
-        want_write: bool,
-        closed: bool,
-    },
+    /// TCP or TLS.
+    Stream(StreamConn),
 }
 
 impl Conn {
     fn fd(&self) -> RawFd {
         match self {
             Conn::Udp(s) => s.as_raw_fd(),
-            Conn::Tcp { s, .. } => s.as_raw_fd(),
+            Conn::Stream(c) => c.fd(),
         }
     }
 }
@@ -301,6 +349,8 @@ struct Ctx {
     flat: bool,
     warm_ns: u64,
     window_end_ns: u64,
+    /// With --sweep: the current step's counts.
+    step: Option<sweep::StepAcc>,
 }
 
 impl Ctx {
@@ -344,6 +394,9 @@ impl Ctx {
             self.c.rcvd_win += 1;
             self.c.rcvd_bytes_win += d.len() as u64;
             self.c.rtt.record(now.saturating_sub(t));
+        }
+        if let Some(step) = &mut self.step {
+            step.on_received(t, now, d.len());
         }
         if self.flat {
             if seq >= st.valid_from && st.in_flight > 0 {
@@ -516,45 +569,20 @@ impl Worker {
                     self.ctx.c.send_errors += 1;
                 }
             }
-            Conn::Tcp { wbuf, .. } => {
-                wbuf.extend_from_slice(bytes);
-                self.flush_tcp(a);
+            Conn::Stream(c) => {
+                c.wbuf.extend_from_slice(bytes);
+                self.flush_stream(a);
             }
         }
     }
 
-    fn flush_tcp(&mut self, a: usize) {
-        let Conn::Tcp {
-            s,
-            wbuf,
-            want_write,
-            closed,
-            ..
-        } = &mut self.allocs[a].conn
-        else {
-            return;
-        };
-        let mut off = 0;
-        while off < wbuf.len() {
-            match s.write(&wbuf[off..]) {
-                Ok(0) => {
-                    *closed = true;
-                    break;
-                }
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    *closed = true;
-                    break;
-                }
+    /// Writes what a TCP/TLS connection can take now, and watches for writability while
+    /// anything is left.
+    fn flush_stream(&mut self, a: usize) {
+        if let Conn::Stream(c) = &mut self.allocs[a].conn {
+            if let Some(want) = c.flush() {
+                let _ = self.ep.modify(c.fd(), a as u64, want);
             }
-        }
-        wbuf.drain(..off);
-        let want = !wbuf.is_empty() && !*closed;
-        if want != *want_write {
-            *want_write = want;
-            let _ = self.ep.modify(s.as_raw_fd(), a as u64, want);
         }
     }
 
@@ -562,83 +590,37 @@ impl Worker {
     fn read_conn(&mut self, a: usize, now: u64) {
         let raw = self.cfg.raw;
         let Alloc { conn, st } = &mut self.allocs[a];
+        let ctx = &mut self.ctx;
         match conn {
             Conn::Udp(s) => {
                 let fd = s.as_raw_fd();
                 while let Ok(n) = self.rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
                     for i in 0..n {
-                        self.ctx.on_packet(st, self.rx.packet(i), raw, now);
+                        ctx.on_packet(st, self.rx.packet(i), raw, now);
                     }
                     if n < BATCH {
                         break;
                     }
                 }
             }
-            Conn::Tcp {
-                s,
-                rbuf,
-                rstart,
-                rlen,
-                closed,
-                ..
-            } => loop {
-                if rbuf.len() - *rlen < 16 * 1024 {
-                    if *rstart > 0 {
-                        rbuf.copy_within(*rstart..*rlen, 0);
-                        *rlen -= *rstart;
-                        *rstart = 0;
+            Conn::Stream(c) => {
+                c.read_ready(|frame| ctx.on_packet(st, frame, raw, now));
+                if c.closed && st.failed.is_none() {
+                    let why = c
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "connection closed".into());
+                    if st.pending.is_some() {
+                        // Counts the allocation or bind as failed.
+                        ctx.fail(st, why);
                     } else {
-                        rbuf.resize(rbuf.len() * 2, 0);
+                        *ctx.c.reasons.entry(why.clone()).or_default() += 1;
+                        st.failed = Some(why);
                     }
                 }
-                match s.read(&mut rbuf[*rlen..]) {
-                    Ok(0) => {
-                        *closed = true;
-                        break;
-                    }
-                    Ok(n) => *rlen += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        *closed = true;
-                        break;
-                    }
-                }
-                loop {
-                    match frame_len(&rbuf[*rstart..*rlen]) {
-                        Ok(Some((_, len))) => {
-                            let frame = &rbuf[*rstart..*rstart + len];
-                            self.ctx.on_packet(st, frame, raw, now);
-                            *rstart += len;
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
-                            *closed = true;
-                            break;
-                        }
-                    }
-                }
-                if *rstart == *rlen {
-                    *rstart = 0;
-                    *rlen = 0;
-                }
-                if *closed {
-                    break;
-                }
-            },
-        }
-        if let Conn::Tcp { closed: true, .. } = conn {
-            if st.failed.is_none() {
-                *self
-                    .ctx
-                    .c
-                    .reasons
-                    .entry("connection closed".into())
-                    .or_default() += 1;
-                st.failed = Some("connection closed".into());
-                if st.pending.is_some() {
-                    st.pending = None;
-                    st.just_done = true;
+                // TLS: handshake messages, or records that a read released.
+                if c.tls_wants_write() || !c.wbuf.is_empty() {
+                    self.flush_stream(a);
                 }
             }
         }
@@ -690,7 +672,7 @@ impl Worker {
             for &(token, readable, writable) in &events {
                 let a = token as usize;
                 if writable {
-                    self.flush_tcp(a);
+                    self.flush_stream(a);
                 }
                 if readable {
                     self.read_conn(a, now);
@@ -705,7 +687,7 @@ impl Worker {
                     let Some(p) = self.allocs[a].st.pending else {
                         continue;
                     };
-                    let stream = matches!(self.allocs[a].conn, Conn::Tcp { .. });
+                    let stream = matches!(self.allocs[a].conn, Conn::Stream(_));
                     let rto = if stream {
                         TCP_TIMEOUT_NS
                     } else {
@@ -805,14 +787,14 @@ impl Worker {
                 }
                 done
             }
-            Conn::Tcp { wbuf, closed, .. } => {
-                if *closed {
+            Conn::Stream(c) => {
+                if c.closed || c.wbuf.len() >= STREAM_BACKLOG_MAX {
                     return 0;
                 }
                 for j in 0..k {
-                    let start = wbuf.len();
-                    wbuf.extend_from_slice(&tpl.bytes);
-                    proto::stamp(&mut wbuf[start + at..], first + j as u64, now);
+                    let start = c.wbuf.len();
+                    c.wbuf.extend_from_slice(&tpl.bytes);
+                    proto::stamp(&mut c.wbuf[start + at..], first + j as u64, now);
                 }
                 k
             }
@@ -823,8 +805,11 @@ impl Worker {
         if now >= self.ctx.warm_ns && now < self.ctx.window_end_ns {
             self.ctx.c.sent_win += sent as u64;
         }
-        if matches!(self.allocs[a].conn, Conn::Tcp { .. }) {
-            self.flush_tcp(a);
+        if let Some(step) = &mut self.ctx.step {
+            step.sent += sent as u64;
+        }
+        if matches!(self.allocs[a].conn, Conn::Stream(_)) {
+            self.flush_stream(a);
         }
         sent
     }
@@ -847,17 +832,26 @@ impl Worker {
         self.allocs[a].st.in_flight += sent as u32;
     }
 
-    fn data_phase(&mut self) {
-        let cfg = self.cfg.clone();
-        let flat = cfg.rate.is_none();
-        let now = now_ns();
+    /// Restarts the paced senders' token buckets at `since`, staggered over one packet
+    /// interval.
+    fn reset_pacing(&mut self, since: u64) {
         let n_total = self.allocs.len().max(1);
         for (i, al) in self.allocs.iter_mut().enumerate() {
-            al.st.last_tick_ns = now;
-            // Stagger paced senders over one packet interval.
+            al.st.last_tick_ns = since;
             al.st.tokens = -(i as f64 / n_total as f64);
-            al.st.last_progress_ns = now;
+            al.st.last_progress_ns = since;
         }
+    }
+
+    fn data_phase(&mut self) {
+        let cfg = self.cfg.clone();
+        let shared = self.shared.clone();
+        let sweep = shared.sweep.as_ref();
+        let flat = cfg.rate.is_none() && sweep.is_none();
+        let now = now_ns();
+        self.reset_pacing(now);
+        let mut step_no = 0;
+        let mut handed_in = false;
         if flat {
             for a in 0..self.allocs.len() {
                 self.top_up(a, now);
@@ -873,8 +867,34 @@ impl Worker {
             let stop = self.shared.stop.load(Ordering::Relaxed);
             self.ctx.window_end_ns = self.shared.window_end_ns.load(Ordering::Relaxed);
             let now = now_ns();
+            let mut rate = cfg.rate;
+            if let Some(ctl) = sweep {
+                let o = ctl.orders();
+                if o.step != step_no {
+                    // A new step: count afresh, and pace from its start (tokens for the time
+                    // it took to notice are owed).
+                    step_no = o.step;
+                    handed_in = false;
+                    self.ctx.step = Some(sweep::StepAcc::new(o.start_ns));
+                    self.reset_pacing(o.start_ns.min(now));
+                }
+                if let Some(acc) = &mut self.ctx.step {
+                    acc.send_end_ns = o.send_end_ns;
+                    if o.collect && !handed_in {
+                        ctl.hand_in(acc);
+                        handed_in = true;
+                    }
+                }
+                rate = o.rate;
+                if rate.is_none() {
+                    // Between steps: keep the buckets empty.
+                    for al in &mut self.allocs {
+                        al.st.last_tick_ns = now;
+                    }
+                }
+            }
             if !stop {
-                if let Some(rate) = cfg.rate {
+                if let Some(rate) = rate {
                     for a in 0..self.allocs.len() {
                         let st = &mut self.allocs[a].st;
                         if st.tpl.is_none() || st.failed.is_some() || st.sent >= st.budget {
@@ -891,6 +911,9 @@ impl Worker {
                                 left -= k;
                                 if sent < k {
                                     self.ctx.c.gen_drops += (k - sent) as u64;
+                                    if let Some(step) = &mut self.ctx.step {
+                                        step.gen_drops += (k - sent) as u64;
+                                    }
                                 }
                             }
                             let st = &mut self.allocs[a].st;
@@ -899,11 +922,14 @@ impl Worker {
                             // and say so (gen_drops counts what was never offered).
                             if st.tokens > (4 * BATCH) as f64 {
                                 self.ctx.c.gen_drops += st.tokens as u64;
+                                if let Some(step) = &mut self.ctx.step {
+                                    step.gen_drops += st.tokens as u64;
+                                }
                                 st.tokens = 0.0;
                             }
                         }
                     }
-                } else if now.saturating_sub(last_scan) > 10_000_000 {
+                } else if flat && now.saturating_sub(last_scan) > 10_000_000 {
                     last_scan = now;
                     for a in 0..self.allocs.len() {
                         let st = &mut self.allocs[a].st;
@@ -923,13 +949,14 @@ impl Worker {
                     self.shared.done_sending.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            // Paced (and following sweep steps): wake every millisecond.
             let timeout = if !stop && !flat { 1 } else { 10 };
             let _ = self.ep.wait(timeout, &mut events);
             let now = now_ns();
             for &(token, readable, writable) in &events {
                 let a = token as usize;
                 if writable {
-                    self.flush_tcp(a);
+                    self.flush_stream(a);
                 }
                 if readable {
                     self.read_conn(a, now);
@@ -961,19 +988,20 @@ fn make_conn(cfg: &Cfg) -> io::Result<Conn> {
             s.set_nonblocking(true)?;
             Ok(Conn::Udp(s.into()))
         }
-        TransportArg::Tcp => {
+        TransportArg::Tcp | TransportArg::Tls => {
             let s = TcpStream::connect_timeout(&cfg.server, Duration::from_secs(5))?;
             s.set_nodelay(true)?;
             s.set_nonblocking(true)?;
-            Ok(Conn::Tcp {
-                s,
-                rbuf: vec![0u8; 64 * 1024],
-                rstart: 0,
-                rlen: 0,
-                wbuf: Vec::with_capacity(64 * 1024),
-                want_write: false,
-                closed: false,
-            })
+            // The handshake starts with the first write (the first Allocate is queued behind
+            // it), so the allocation latency over TLS includes it.
+            let tls = match &cfg.tls {
+                Some((config, name)) => Some(
+                    rustls::ClientConnection::new(config.clone(), name.clone())
+                        .map_err(io::Error::other)?,
+                ),
+                None => None,
+            };
+            Ok(Conn::Stream(StreamConn::new(s, tls)))
         }
     }
 }
@@ -1080,6 +1108,7 @@ fn worker(
             flat: cfg.rate.is_none(),
             warm_ns: u64::MAX,
             window_end_ns: u64::MAX,
+            step: None,
         },
         ep,
         rx: RecvBatch::new(wire_cap.max(2048)),
@@ -1114,7 +1143,7 @@ fn worker(
                 match cfg.mode {
                     ModeArg::Channel => Framing::Channel {
                         channel: CHANNEL,
-                        pad: cfg.transport == TransportArg::Tcp,
+                        pad: cfg.transport != TransportArg::Udp,
                     },
                     ModeArg::Send => Framing::Send { peer: cfg.peer },
                 }
@@ -1125,9 +1154,14 @@ fn worker(
             st.budget = 0;
         }
     }
+    shared.ready.fetch_add(w.ctx.c.ready, Ordering::SeqCst);
     shared.setup_done.wait();
+    let traffic = cfg.seconds > 0.0 || shared.sweep.is_some();
+    if let (true, Some(ctl)) = (traffic, &shared.sweep) {
+        ctl.register();
+    }
     shared.go.wait();
-    if cfg.seconds > 0.0 {
+    if traffic {
         w.ctx.warm_ns = shared.warm_ns.load(Ordering::Relaxed);
         w.data_phase();
     }
@@ -1233,6 +1267,43 @@ fn run(args: Args) -> Result<(), String> {
             return Err("--rate must be positive".into());
         }
     }
+    let sweep_params = match args.sweep {
+        None => None,
+        Some(start) => {
+            if start <= 0.0 || !start.is_finite() {
+                return Err("--sweep must be a positive rate".into());
+            }
+            if !(args.sweep_factor > 1.0 && args.sweep_factor <= 10.0) {
+                return Err("--sweep-factor must be in (1, 10]".into());
+            }
+            if !(args.sweep_step_seconds > 0.0 && args.sweep_step_seconds <= 600.0) {
+                return Err("--sweep-step-seconds must be in (0, 600]".into());
+            }
+            if !(1..=100).contains(&args.sweep_max_steps) {
+                return Err("--sweep-max-steps must be 1..=100".into());
+            }
+            if !(args.sweep_loss_pct > 0.0 && args.sweep_loss_pct <= 100.0) {
+                return Err("--sweep-loss-pct must be in (0, 100]".into());
+            }
+            Some(sweep::Params {
+                start_pps: start,
+                factor: args.sweep_factor,
+                step: Duration::from_secs_f64(args.sweep_step_seconds),
+                settle: Duration::from_millis(args.sweep_settle_ms.min(60_000)),
+                warmup: Duration::from_secs_f64(args.warmup.unwrap_or(0.5).clamp(0.0, 600.0)),
+                max_steps: args.sweep_max_steps,
+                refine: args.sweep_refine.min(20),
+                loss_limit: args.sweep_loss_pct / 100.0,
+            })
+        }
+    };
+    let tls_args = args.tls_insecure || args.tls_ca.is_some() || args.tls_name.is_some();
+    if tls_args && args.transport != TransportArg::Tls {
+        return Err("--tls-insecure, --tls-ca and --tls-name need --transport tls".into());
+    }
+    if args.transport == TransportArg::Tls && !args.tls_insecure && args.tls_ca.is_none() {
+        return Err("--transport tls needs --tls-ca FILE or --tls-insecure".into());
+    }
     let ticks_per_s = sys::clock_ticks() as f64;
 
     // Echo peer and, for the baseline, the null relay.
@@ -1262,7 +1333,20 @@ fn run(args: Args) -> Result<(), String> {
     };
     let server = match &null {
         Some(n) => n.addr,
-        None => args.server.unwrap(),
+        None => args.server.ok_or("--server is required")?,
+    };
+    let tls = if args.transport == TransportArg::Tls {
+        let trust = match &args.tls_ca {
+            Some(path) => stream::Trust::CaFile(path.clone()),
+            None => stream::Trust::Insecure,
+        };
+        let name = match &args.tls_name {
+            Some(n) => n.clone(),
+            None => server.ip().to_string(),
+        };
+        Some((stream::client_config(&trust)?, stream::server_name(&name)?))
+    } else {
+        None
     };
 
     let threads = args.threads.clamp(1, args.allocations);
@@ -1281,6 +1365,7 @@ fn run(args: Args) -> Result<(), String> {
         gso: args.gso && args.transport == TransportArg::Udp,
         seconds: args.seconds,
         bind_ip: args.bind_ip,
+        tls,
     });
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -1289,6 +1374,8 @@ fn run(args: Args) -> Result<(), String> {
         window_end_ns: AtomicU64::new(u64::MAX),
         done_sending: AtomicUsize::new(0),
         tids: Mutex::new(Vec::new()),
+        sweep: sweep_params.as_ref().map(|_| sweep::Control::new()),
+        ready: AtomicU64::new(0),
         start: Barrier::new(threads + 1),
         setup_done: Barrier::new(threads + 1),
         go: Barrier::new(threads + 1),
@@ -1325,12 +1412,21 @@ fn run(args: Args) -> Result<(), String> {
     let t_setup_end = now_ns();
     let rss_after_setup = server_pid.and_then(rss_kib);
 
-    let seconds = args.seconds.max(0.0);
+    // A sweep measures in steps of its own, not in one window.
+    let seconds = if sweep_params.is_some() {
+        0.0
+    } else {
+        args.seconds.max(0.0)
+    };
     let data_start = now_ns();
     let warmup = args
         .warmup
         .unwrap_or(if args.max_packets.is_some() { 0.0 } else { 0.5 });
-    let warm_ns = data_start + (warmup.max(0.0) * 1e9) as u64;
+    let warm_ns = if sweep_params.is_some() {
+        u64::MAX
+    } else {
+        data_start + (warmup.max(0.0) * 1e9) as u64
+    };
     shared.warm_ns.store(warm_ns, Ordering::Relaxed);
     let snap = |shared: &Shared| -> Snap {
         let gen_tids = shared.tids.lock().unwrap().clone();
@@ -1359,13 +1455,14 @@ fn run(args: Args) -> Result<(), String> {
     let mut s0 = Snap::default();
     let mut s1 = Snap::default();
     let mut window_s = 0.0;
-    let mut warnings: Vec<&str> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     if seconds > 0.0 {
         // Warm-up, then the measured window; it ends early if every thread spent its
         // --max-packets share.
         while now_ns() < warm_ns {
             if shared.done_sending.load(Ordering::Relaxed) >= threads {
-                warnings.push("--max-packets was spent during the warm-up: nothing measured");
+                warnings
+                    .push("--max-packets was spent during the warm-up: nothing measured".into());
                 break;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -1387,6 +1484,24 @@ fn run(args: Args) -> Result<(), String> {
         window_s = (s1.t_ns - s0.t_ns) as f64 / 1e9;
         std::thread::sleep(Duration::from_millis(args.drain_ms));
     }
+    let sweep_out = match (&shared.sweep, &sweep_params) {
+        (Some(ctl), Some(p)) => {
+            let probe = || {
+                let s = snap(&shared);
+                sweep::Probe {
+                    t_ns: s.t_ns,
+                    server_ticks: s.server_ticks,
+                    peer_rx: s.peer_rx,
+                }
+            };
+            let ready = shared.ready.load(Ordering::SeqCst);
+            let out = sweep::drive(ctl, p, ready, ticks_per_s, probe);
+            shared.stop.store(true, Ordering::Relaxed);
+            warnings.extend(out.warnings.iter().cloned());
+            Some(out)
+        }
+        _ => None,
+    };
     let rss_end = server_pid.and_then(rss_kib);
     shared.finish.store(true, Ordering::Relaxed);
 
@@ -1490,7 +1605,9 @@ fn run(args: Args) -> Result<(), String> {
         None => Value::Null,
     };
     let gen_busy_per_thread = gen_cores.map(|g| g / threads as f64);
-    let bottleneck = if seconds <= 0.0 {
+    let bottleneck = if let Some(o) = &sweep_out {
+        sweep_verdict(o, &args)
+    } else if seconds <= 0.0 {
         "n/a (no traffic)".to_string()
     } else if c.ready == 0 {
         "n/a (no allocation ready)".to_string()
@@ -1519,7 +1636,7 @@ fn run(args: Args) -> Result<(), String> {
     };
 
     let setup_failed = c.alloc_failed + c.bind_failed;
-    let out = json!({
+    let mut out = json!({
         "tool": "relay_load",
         "label": args.label,
         "target": if args.null_relay { "null-relay".to_string() } else { server.to_string() },
@@ -1529,8 +1646,8 @@ fn run(args: Args) -> Result<(), String> {
         "allocations": n,
         "threads": threads,
         "gso": args.gso && args.transport == TransportArg::Udp && !c.gso_fallback,
-        "flat_out": args.rate.is_none(),
-        "window": args.rate.is_none().then_some(args.window),
+        "flat_out": args.rate.is_none() && sweep_params.is_none(),
+        "window": (args.rate.is_none() && sweep_params.is_none()).then_some(args.window),
         "rate_per_allocation": args.rate,
         "offered_pps": offered,
         "allocations_ok": c.alloc_ok,
@@ -1587,6 +1704,10 @@ fn run(args: Args) -> Result<(), String> {
         "errors": errors,
         "warnings": warnings,
     });
+    if let (Some(o), Some(p)) = (&sweep_out, &sweep_params) {
+        out["max_lossless_pps"] = json!(o.best_step().map(|b| b.offered_pps));
+        out["sweep"] = o.to_json(p);
+    }
 
     // Human summary.
     let mut h = String::new();
@@ -1599,9 +1720,16 @@ fn run(args: Args) -> Result<(), String> {
         args.size,
         n,
         threads,
-        match args.rate {
-            Some(r) => format!("offered {r} pps/allocation"),
-            None => format!("flat out, window {}", args.window),
+        match (args.rate, &sweep_params) {
+            (Some(r), _) => format!("offered {r} pps/allocation"),
+            (None, Some(p)) => format!(
+                "sweep from {} pps in all, x{} per step, {} s steps, {} ms settle",
+                p.start_pps,
+                p.factor,
+                p.step.as_secs_f64(),
+                p.settle.as_millis()
+            ),
+            (None, None) => format!("flat out, window {}", args.window),
         }
     );
     if !args.null_relay {
@@ -1652,6 +1780,10 @@ fn run(args: Args) -> Result<(), String> {
             rss_end.map(|v| v.to_string()).unwrap_or("-".into()),
         );
     }
+    if let Some(o) = &sweep_out {
+        h += &sweep_summary(o);
+        h += &format!("bottleneck: {bottleneck}\n");
+    }
     for w in &warnings {
         h += &format!("warning: {w}\n");
     }
@@ -1677,10 +1809,72 @@ fn run(args: Args) -> Result<(), String> {
             c.ready, setup_failed
         ));
     }
-    if seconds > 0.0 && c.rcvd_total == 0 {
+    if (seconds > 0.0 || sweep_out.is_some()) && c.rcvd_total == 0 {
         return Err("nothing came back through the relay".into());
     }
     Ok(())
+}
+
+/// One line on what limited a sweep.
+fn sweep_verdict(o: &sweep::Outcome, args: &Args) -> String {
+    let best = match o.best_step() {
+        Some(b) => format!("highest passing step {:.0} pps", b.offered_pps),
+        None => "no step passed".into(),
+    };
+    let why = match o.limit {
+        Some(sweep::Verdict::Loss) => format!(
+            "the next step lost {} % or more: server or kernel drops",
+            args.sweep_loss_pct
+        ),
+        Some(sweep::Verdict::Lagging) => {
+            "the next step came back late: the relay fell behind (queues grew)".into()
+        }
+        Some(sweep::Verdict::Generator) => {
+            "the generator could not offer the next step; the relay was not necessarily saturated"
+                .into()
+        }
+        Some(sweep::Verdict::Nothing) => "the next step sent nothing".into(),
+        Some(sweep::Verdict::Ok) | None => format!("no failing step ({})", o.stop),
+    };
+    format!("sweep: {best}; {why}")
+}
+
+/// The human summary of a sweep: one line per step.
+fn sweep_summary(o: &sweep::Outcome) -> String {
+    let mut h = String::new();
+    for (i, s) in o.steps.iter().enumerate() {
+        h += &format!(
+            "step {:>2}: offered {:>9.0} pps  sent {:>9.0}  delivered {:>9.0}  loss {:.4}%  rtt p50 {:.0} us p99 {:.0} us p99.9 {:.0} us  server {}  {:?}{}\n",
+            i + 1,
+            s.offered_pps,
+            if s.seconds > 0.0 { s.sent as f64 / s.seconds } else { 0.0 },
+            s.delivered_pps(),
+            s.loss() * 100.0,
+            s.rtt.quantile(0.5) as f64 / 1000.0,
+            s.rtt.quantile(0.99) as f64 / 1000.0,
+            s.rtt.quantile(0.999) as f64 / 1000.0,
+            s.server_cpu_s
+                .map(|c| format!("{:.2} cores", c / s.seconds.max(1e-9)))
+                .unwrap_or("-".into()),
+            s.verdict,
+            if Some(i) == o.best { "  <- max lossless" } else { "" },
+        );
+    }
+    h += &format!(
+        "max lossless: {} (stopped: {})\n",
+        o.best_step()
+            .map(|b| format!(
+                "{:.0} pps offered, {:.0} delivered, {} relayed both ways",
+                b.offered_pps,
+                b.delivered_pps(),
+                b.relayed_pps()
+                    .map(|r| format!("{r:.0}"))
+                    .unwrap_or("-".into())
+            ))
+            .unwrap_or("none".into()),
+        o.stop
+    );
+    h
 }
 
 fn merge(a: &mut Counters, b: Counters) {
