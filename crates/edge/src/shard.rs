@@ -572,12 +572,12 @@ async fn udp_relay_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, relay: SocketAddr
             }
             if let Some(client) = udp_client {
                 if let Some(listener) = shard.udp_listeners.get(&client.server) {
-                    let mut slices: [&[u8]; udp_batch::BATCH] = [&[]; udp_batch::BATCH];
-                    for (k, &(i, a, b)) in out.iter().enumerate() {
-                        slices[k] = &batch.slot(i)[a..b];
+                    let mut msgs = [(&[][..], client.client); udp_batch::BATCH];
+                    for (m, &(i, a, b)) in msgs.iter_mut().zip(&out) {
+                        *m = (&batch.slot(i)[a..b], client.client);
                     }
                     let fd = listener.as_raw_fd();
-                    match udp_batch::send_slices(fd, &slices[..out.len()], &client.client) {
+                    match udp_batch::send_each(fd, &msgs[..out.len()]) {
                         Ok(sent) if sent < out.len() => {
                             debug!(
                                 dropped = out.len() - sent,

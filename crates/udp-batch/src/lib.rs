@@ -338,36 +338,40 @@ impl SendBatch {
     }
 }
 
-/// Sends each of `bufs` (at most [`BATCH`]; the rest is ignored) as one datagram to `to`,
-/// with one sendmmsg and no copy. Returns how many the kernel took: fewer than given when the
-/// socket buffer filled (the rest are dropped, as UDP would), `WouldBlock` when none.
-pub fn send_slices(fd: RawFd, bufs: &[&[u8]], to: &SocketAddr) -> io::Result<usize> {
-    let n = bufs.len().min(BATCH);
+/// Sends each `(bytes, to)` of `msgs` (at most [`BATCH`]; the rest is ignored) as one datagram,
+/// with one sendmmsg and no copy of the payloads. Returns how many the kernel took: fewer than
+/// given when the socket buffer filled (the rest are dropped, as UDP would), `WouldBlock` when
+/// none.
+pub fn send_each(fd: RawFd, msgs: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+    let n = msgs.len().min(BATCH);
     if n == 0 {
         return Ok(0);
     }
-    let (mut ss, ss_len) = to_storage(to);
+    // SAFETY: plain old data, all-zero is valid; every pointer is set below.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { mem::zeroed() };
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
     }; BATCH];
-    // SAFETY: plain old data, all-zero is valid; every pointer is set below.
+    // SAFETY: as above.
     let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
-    for i in 0..n {
+    for (i, (bytes, to)) in msgs[..n].iter().enumerate() {
+        let (ss, len) = to_storage(to);
+        names[i] = ss;
         // The kernel only reads through this pointer (sendmmsg); the cast to *mut is what
         // the C type asks for.
         iov[i] = libc::iovec {
-            iov_base: bufs[i].as_ptr() as *mut libc::c_void,
-            iov_len: bufs[i].len(),
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
         };
         let h = &mut hdrs[i].msg_hdr;
-        h.msg_name = &mut ss as *mut _ as *mut libc::c_void;
-        h.msg_namelen = ss_len;
+        h.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
+        h.msg_namelen = len;
         h.msg_iov = &mut iov[i];
         h.msg_iovlen = 1;
     }
-    // SAFETY: hdrs[..n] point at `ss`, `iov` and the caller's slices, all alive for the call;
-    // the kernel reads them only.
+    // SAFETY: hdrs[..n] point at `names`, `iov` and the caller's slices, all alive for the
+    // call; the kernel reads them only.
     let rc =
         unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
     if rc < 0 {
@@ -455,7 +459,8 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = rx.local_addr().unwrap();
         let msgs: [&[u8]; 3] = [b"one", b"two!", b"three"];
-        assert_eq!(send_slices(tx.as_raw_fd(), &msgs, &to).unwrap(), 3);
+        let out: Vec<(&[u8], SocketAddr)> = msgs.iter().map(|m| (*m, to)).collect();
+        assert_eq!(send_each(tx.as_raw_fd(), &out).unwrap(), 3);
         // Loopback delivers within the send call: all three are queued now.
         let mut b = RecvBatch::with_room(16, 4, 2);
         assert_eq!(
@@ -499,9 +504,27 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_send_is_no_call() {
+    fn each_datagram_goes_to_its_own_destination() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("[::1]:0");
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = tx.local_addr().unwrap();
-        assert_eq!(send_slices(tx.as_raw_fd(), &[], &to).unwrap(), 0);
+        let msgs = [
+            (&b"to a"[..], a.local_addr().unwrap()),
+            (&b"to a again"[..], a.local_addr().unwrap()),
+        ];
+        assert_eq!(send_each(tx.as_raw_fd(), &msgs).unwrap(), 2);
+        let mut got = RecvBatch::new(64);
+        assert_eq!(
+            got.recv(a.as_raw_fd(), BATCH, libc::MSG_DONTWAIT).unwrap(),
+            2
+        );
+        assert_eq!(got.packet(0), b"to a");
+        assert_eq!(got.packet(1), b"to a again");
+        // A v6 destination from a v4 socket is refused by the kernel, as an error, not a panic.
+        if let Ok(b) = b {
+            let bad = [(&b"x"[..], b.local_addr().unwrap())];
+            assert!(send_each(tx.as_raw_fd(), &bad).is_err());
+        }
+        assert_eq!(send_each(tx.as_raw_fd(), &[]).unwrap(), 0);
     }
 }
