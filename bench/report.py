@@ -113,6 +113,8 @@ def load_metrics(r):
         lat = r.get("alloc_latency_us") or {}
         m["alloc_p50_us"] = lat.get("p50")
         m["alloc_p99_us"] = lat.get("p99")
+        m["server_cpu_us_per_allocation"] = r.get("server_cpu_us_per_allocation")
+        m["setup_machine_busy_pct"] = (r.get("setup_machine_busy") or 0) * 100 or None
         rss = r.get("server_rss_kib") or {}
         ok = r.get("allocations_ok") or 0
         if rss.get("start") is not None and rss.get("after_setup") is not None and ok:
@@ -142,6 +144,8 @@ METRICS = {
     "allocs_per_s": ("allocations/s (incl. 401)", "higher", "{:,.0f}"),
     "alloc_p50_us": ("allocation latency p50 µs", "lower", "{:,.0f}"),
     "alloc_p99_us": ("allocation latency p99 µs", "lower", "{:,.0f}"),
+    "server_cpu_us_per_allocation": ("server CPU µs per allocation (Allocate ×2 with the 401, ChannelBind)", "lower", "{:,.0f}"),
+    "setup_machine_busy_pct": ("machine busy % while allocating", "-", "{:.0f}"),
     "rss_kib_per_allocation": ("server RSS growth per allocation KiB", "lower", "{:.1f}"),
     "rss_after_setup_kib": ("server RSS after setup KiB", "lower", "{:,.0f}"),
     "setup_failures": ("failed allocations/binds", "lower", "{:.0f}"),
@@ -254,6 +258,12 @@ def main():
     tgt = []
     def add_target(what, value, goal, ok):
         tgt.append(f"| {what} | {value} | {goal} | {'yes' if ok else 'no' if ok is not None else '–'} |")
+    def cpu_floor(sc, what):
+        """The null relay's CPU per million against coturn's: the least any relay through the
+        kernel's UDP stack pays here (the loopback delivery is charged to the sender)."""
+        r = ratio(pick(sc, "null", "server_cpu_s_per_million"), pick(sc, "coturn", "server_cpu_s_per_million"))
+        if r:
+            add_target(f"(the kernel's floor here) {what}: CPU-s per million, null relay/coturn", f"{r:.2f}", "–", None)
     def unfailed(sc, sv):
         """Servers whose sweep never failed in some round: their rate is a lower bound."""
         return any(r["scenario"] == sc and r["server"] == sv and not (r.get("sweep") or {}).get("limit")
@@ -269,6 +279,11 @@ def main():
             note = f" (no step failed for {' and '.join(bounds)}: lower bound, raise SWEEP_STEPS)" if bounds else ""
             add_target(f"UDP ChannelData {size} B: highest delivered packets/s with < 0.1 % loss (sweep), "
                        f"ours/{NAMES[other]}", (f"{r:.2f}" if r else "–") + note, goal, (r >= lim) if r else None)
+        r = ratio(pick(sc, "null", "max_lossless_delivered_pps"), pick(sc, "coturn", "max_lossless_delivered_pps"))
+        if r:
+            add_target(f"(the kernel's ceiling here) UDP ChannelData {size} B lossless packets/s, null relay/coturn: "
+                       f"no relay through the kernel's UDP stack gets a higher ratio on this machine",
+                       f"{r:.2f}", "–", None)
         sc = f"udp-channel-{size}-half"
         rates = [h for h in halves if str(h.get("size")) == str(size)]
         e, n = pick(sc, "edge", "rtt_p99_us"), pick(sc, "null", "rtt_p99_us")
@@ -292,10 +307,12 @@ def main():
         r = ratio(pick(sc, "edge", "server_cpu_s_per_million"), pick(sc, "coturn", "server_cpu_s_per_million"))
         add_target(f"UDP ChannelData {size} B paced at {meta.get('paced_total_pps')} packets/s: server CPU-s per "
                    f"million, ours/coturn", f"{r:.2f}" if r else "–", "≤ 0.5", (r <= 0.5) if r else None)
+        cpu_floor(sc, f"UDP ChannelData {size} B paced")
         sc = f"udp-channel-{size}-max"
         r = ratio(pick(sc, "edge", "server_cpu_s_per_million"), pick(sc, "coturn", "server_cpu_s_per_million"))
         add_target(f"UDP ChannelData {size} B flat out: server CPU-s per million, ours/coturn",
                    f"{r:.2f}" if r else "–", "≤ 0.5", (r <= 0.5) if r else None)
+        cpu_floor(sc, f"UDP ChannelData {size} B flat out")
         for other, goal, lim in (("coturn", "≥ 1.5", 1.5), ("null", "≥ 0.7", 0.7)):
             r = ratio(pick(sc, "edge", "relayed_pps"), pick(sc, other, "relayed_pps"))
             add_target(f"(reference, closed loop) UDP ChannelData {size} B flat out: relayed packets/s, "
@@ -307,6 +324,11 @@ def main():
                    (r >= 1.5) if r else None)
     r = ratio(pick("allocate", "edge", "allocs_per_s"), pick("allocate", "coturn", "allocs_per_s"))
     add_target("allocations/s incl. 401, ours/coturn", f"{r:.2f}" if r else "–", "≥ 10", (r >= 10) if r else None)
+    r = ratio(pick("allocate", "coturn", "server_cpu_us_per_allocation"),
+              pick("allocate", "edge", "server_cpu_us_per_allocation"))
+    if r:
+        add_target("(reference) allocations per server CPU-second, ours/coturn (the rate a server core "
+                   "alone would sustain)", f"{r:.2f}", "≥ 10", r >= 10)
     e = pick("allocate", "edge", "rss_kib_per_allocation")
     if e:
         add_target("server RSS growth per allocation (KiB, ours)", f"{e['median']:.1f}", "≤ 2", e["median"] <= 2)

@@ -1406,10 +1406,17 @@ fn run(args: Args) -> Result<(), String> {
         );
     }
 
+    // The server's CPU and the machine's over the setup (Allocate with its 401, binds): what an
+    // allocation costs the server, a figure a shared 2-core machine does not blur as it blurs
+    // the allocation rate.
+    let setup_server0 = server_pid.and_then(pid_ticks);
+    let setup_machine0 = machine_ticks();
     shared.start.wait();
     let t_alloc_start = now_ns();
     shared.setup_done.wait();
     let t_setup_end = now_ns();
+    let setup_server1 = server_pid.and_then(pid_ticks);
+    let setup_machine1 = machine_ticks();
     let rss_after_setup = server_pid.and_then(rss_kib);
 
     // A sweep measures in steps of its own, not in one window.
@@ -1571,6 +1578,16 @@ fn run(args: Args) -> Result<(), String> {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_s),
         _ => None,
     };
+    let setup_server_cpu_s = match (setup_server0, setup_server1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_s),
+        _ => None,
+    };
+    let server_cpu_us_per_allocation =
+        setup_server_cpu_s.and_then(|cpu| (c.alloc_ok > 0).then(|| cpu * 1e6 / c.alloc_ok as f64));
+    let setup_machine_busy = match (setup_machine0, setup_machine1) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
+        _ => None,
+    };
     let cpu_per_m = server_cpu_s
         .and_then(|cpu| (have_peer && relayed_win > 0).then(|| cpu / (relayed_win as f64 / 1e6)));
     let server_cores = cores(s0.server_ticks, s1.server_ticks);
@@ -1660,6 +1677,9 @@ fn run(args: Args) -> Result<(), String> {
         "allocs_per_s": alloc_rate,
         "alloc_latency_us": { "p50": us(c.alloc_lat.quantile(0.5)), "p99": us(c.alloc_lat.quantile(0.99)), "max": us(c.alloc_lat.max()) },
         "setup_s": (t_setup_end - t_alloc_start) as f64 / 1e9,
+        "setup_server_cpu_s": setup_server_cpu_s,
+        "server_cpu_us_per_allocation": server_cpu_us_per_allocation,
+        "setup_machine_busy": setup_machine_busy,
         "window_s": window_s,
         "sent_pps": per_s(c.sent_win),
         "up_pps": up_pps,
