@@ -98,8 +98,8 @@ pub(crate) struct Shard {
     /// datagram. One per shard: a buffer per allocation would cost its size per allocation.
     peer_batch: RefCell<udp_batch::RecvBatch>,
     /// The shard's one receive batch for its UDP listeners (recvmmsg: up to 64 datagrams a
-    /// system call). Borrowed, like `peer_buf`, only between a readiness wake-up and the end
-    /// of the non-blocking reads, never across an `.await`.
+    /// system call). Borrowed, like `peer_batch`, only between a readiness wake-up and the end
+    /// of the non-blocking reads, never across an `.await` (see `read_batches`).
     rx_batch: RefCell<udp_batch::RecvBatch>,
     /// This shard's number: the top byte of the CONNECTION-IDs its server makes.
     index: u8,
@@ -312,11 +312,7 @@ impl Shard {
                 );
             }
             Event::ReleaseRelay { relay, .. } => {
-                self.front
-                    .held
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&relay);
+                self.held().remove(&relay);
                 if let Some(r) = self.relays.borrow_mut().remove(&relay) {
                     match r {
                         Relay::Udp { task, .. } | Relay::Tcp { task } => task.abort(),
@@ -378,12 +374,7 @@ impl Shard {
         match req.transport {
             RelayTransport::Udp => {
                 let (s, reserved) = if let Some(addr) = req.use_reserved {
-                    let s = self
-                        .front
-                        .held
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&addr);
+                    let s = self.held().remove(&addr);
                     (
                         s.ok_or_else(|| {
                             io::Error::new(
@@ -397,11 +388,7 @@ impl Shard {
                     let (s, next) =
                         sockets::udp_relay_pair(ip, self.plan.ports, req.dont_fragment)?;
                     let next_addr = next.local_addr()?;
-                    self.front
-                        .held
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(next_addr, next);
+                    self.held().insert(next_addr, next);
                     (s, Some(next_addr))
                 } else {
                     (
@@ -437,6 +424,11 @@ impl Shard {
         }
     }
 
+    /// The edge-wide held relay ports (a poisoned lock still holds a usable map).
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, std::net::UdpSocket>> {
+        self.front.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The server's counters now.
     pub(crate) fn stats(&self) -> Stats {
         self.server.borrow().stats().clone()
@@ -466,47 +458,34 @@ fn recv_batch(sock: &UdpSocket, batch: &mut udp_batch::RecvBatch) -> io::Result<
     }
 }
 
-/// Reads a UDP listener in batches (recvmmsg into the shard's `rx_batch`) and hands each
-/// datagram to the server; ChannelData to a peer leaves from the batch buffer itself.
-async fn udp_listener_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, local: SocketAddr) {
+/// Reads `sock` in batches into `batch` whenever it is readable, and calls `each` with the
+/// batch and the number of datagrams in it. At most 8 batches per wake-up, so one busy socket
+/// cannot starve the shard's others. The batch is borrowed only between a readiness wake-up
+/// and the end of the non-blocking reads, never across an `.await`. Returns when the socket
+/// fails.
+async fn read_batches(
+    sock: &UdpSocket,
+    batch: &RefCell<udp_batch::RecvBatch>,
+    local: SocketAddr,
+    mut each: impl FnMut(&mut udp_batch::RecvBatch, usize),
+) {
     loop {
         if let Err(e) = sock.readable().await {
-            debug!(error = %e, %local, "udp listener failed");
+            debug!(error = %e, %local, "udp socket failed");
             return;
         }
-        // Bounded so one busy listener cannot starve the shard's other sockets.
         let mut more = false;
         for _ in 0..8 {
-            let mut batch = shard.rx_batch.borrow_mut();
+            let mut b = batch.borrow_mut();
             let n;
-            (n, more) = match recv_batch(&sock, &mut batch) {
+            (n, more) = match recv_batch(sock, &mut b) {
                 Ok(x) => x,
                 Err(e) => {
                     debug!(error = %e, %local, "udp recv error");
                     (0, false)
                 }
             };
-            let now = Instant::now();
-            for i in 0..n {
-                let Some(from) = batch.addr(i) else { continue };
-                if batch.truncated(i) {
-                    debug!(%from, %local, "datagram longer than {BATCH_SLOT} bytes dropped");
-                    shard.server.borrow_mut().count_unreadable();
-                    continue;
-                }
-                let tuple = FiveTuple {
-                    transport: Transport::Udp,
-                    client: from,
-                    server: local,
-                };
-                let pkt = batch.packet(i);
-                let fwd = shard.server.borrow_mut().handle_client(now, tuple, pkt);
-                if fwd == Forward::None {
-                    shard.drain();
-                } else {
-                    shard.forward(fwd, pkt);
-                }
-            }
+            each(&mut b, n);
             if !more {
                 break;
             }
@@ -517,86 +496,88 @@ async fn udp_listener_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, local: SocketA
     }
 }
 
-/// Reads a relay socket in batches into the shard's one peer batch, wraps each datagram in
-/// place (ChannelData or Data indication header in the slot's headroom) and sends the lot to
-/// a UDP client with one sendmmsg straight from the batch; every datagram on a relay socket
-/// goes to the same client, the allocation's. The batch is borrowed only between a readiness
-/// wake-up and the end of the non-blocking calls, never across an `.await`.
+/// Hands each datagram of a UDP listener to the server; ChannelData to a peer leaves from the
+/// batch buffer itself.
+async fn udp_listener_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, local: SocketAddr) {
+    read_batches(&sock, &shard.rx_batch, local, |batch, n| {
+        let now = Instant::now();
+        for i in 0..n {
+            let Some(from) = batch.addr(i) else { continue };
+            if batch.truncated(i) {
+                debug!(%from, %local, "datagram longer than {BATCH_SLOT} bytes dropped");
+                shard.server.borrow_mut().count_unreadable();
+                continue;
+            }
+            let tuple = FiveTuple {
+                transport: Transport::Udp,
+                client: from,
+                server: local,
+            };
+            let pkt = batch.packet(i);
+            let fwd = shard.server.borrow_mut().handle_client(now, tuple, pkt);
+            if fwd == Forward::None {
+                shard.drain();
+            } else {
+                shard.forward(fwd, pkt);
+            }
+        }
+    })
+    .await;
+}
+
+/// Wraps each datagram of a relay socket in place (ChannelData or Data indication header in
+/// its slot's headroom) and sends a batch's worth to a UDP client with one sendmmsg straight
+/// from the batch: every datagram on a relay socket goes to the same client, the allocation's.
 async fn udp_relay_loop(shard: Rc<Shard>, sock: Rc<UdpSocket>, relay: SocketAddr) {
     use std::os::fd::AsRawFd;
-    // Datagram index and byte range within its slot, for the batch to a UDP client.
-    let mut out: Vec<(usize, usize, usize)> = Vec::new();
-    loop {
-        if let Err(e) = sock.readable().await {
-            debug!(error = %e, %relay, "relay socket failed");
+    read_batches(&sock, &shard.peer_batch, relay, |batch, n| {
+        let now = Instant::now();
+        // Datagram index and byte range within its slot, for the batch to the UDP client.
+        let mut out = [(0usize, 0usize, 0usize); udp_batch::BATCH];
+        let mut k = 0;
+        let mut udp_client: Option<FiveTuple> = None;
+        for i in 0..n {
+            let Some(peer) = batch.addr(i) else { continue };
+            if batch.truncated(i) {
+                debug!(%peer, %relay, "peer datagram longer than {BATCH_SLOT} bytes dropped");
+                shard.server.borrow_mut().count_unreadable();
+                continue;
+            }
+            let len = batch.len_of(i);
+            let slot = batch.slot_mut(i);
+            let fwd = shard
+                .server
+                .borrow_mut()
+                .handle_peer(now, relay, peer, slot, len);
+            match fwd {
+                Forward::ToClient { client, range }
+                    if client.transport == Transport::Udp
+                        && udp_client.is_none_or(|c| c == client) =>
+                {
+                    udp_client = Some(client);
+                    out[k] = (i, range.start, range.end);
+                    k += 1;
+                }
+                other => shard.forward(other, slot),
+            }
+        }
+        let Some(client) = udp_client else { return };
+        let Some(listener) = shard.udp_listeners.get(&client.server) else {
             return;
+        };
+        let mut msgs = [(&[][..], client.client); udp_batch::BATCH];
+        for (m, &(i, a, b)) in msgs.iter_mut().zip(&out[..k]) {
+            m.0 = &batch.slot(i)[a..b];
         }
-        // Bounded so one busy peer cannot starve the shard's other sockets.
-        let mut more = false;
-        for _ in 0..8 {
-            let mut batch = shard.peer_batch.borrow_mut();
-            let n;
-            (n, more) = match recv_batch(&sock, &mut batch) {
-                Ok(x) => x,
-                Err(e) => {
-                    debug!(error = %e, %relay, "relay recv error");
-                    (0, false)
-                }
-            };
-            let now = Instant::now();
-            let mut udp_client: Option<FiveTuple> = None;
-            out.clear();
-            for i in 0..n {
-                let Some(peer) = batch.addr(i) else { continue };
-                if batch.truncated(i) {
-                    debug!(%peer, %relay, "peer datagram longer than {BATCH_SLOT} bytes dropped");
-                    shard.server.borrow_mut().count_unreadable();
-                    continue;
-                }
-                let len = batch.len_of(i);
-                let slot = batch.slot_mut(i);
-                let fwd = shard
-                    .server
-                    .borrow_mut()
-                    .handle_peer(now, relay, peer, slot, len);
-                match fwd {
-                    Forward::ToClient { client, range }
-                        if client.transport == Transport::Udp
-                            && udp_client.is_none_or(|c| c == client) =>
-                    {
-                        udp_client = Some(client);
-                        out.push((i, range.start, range.end));
-                    }
-                    other => shard.forward(other, slot),
-                }
+        match udp_batch::send_each(listener.as_raw_fd(), &msgs[..k]) {
+            Ok(sent) if sent < k => {
+                debug!(dropped = k - sent, "client socket full: datagrams dropped")
             }
-            if let Some(client) = udp_client {
-                if let Some(listener) = shard.udp_listeners.get(&client.server) {
-                    let mut msgs = [(&[][..], client.client); udp_batch::BATCH];
-                    for (m, &(i, a, b)) in msgs.iter_mut().zip(&out) {
-                        *m = (&batch.slot(i)[a..b], client.client);
-                    }
-                    let fd = listener.as_raw_fd();
-                    match udp_batch::send_each(fd, &msgs[..out.len()]) {
-                        Ok(sent) if sent < out.len() => {
-                            debug!(
-                                dropped = out.len() - sent,
-                                "client socket full: datagrams dropped"
-                            )
-                        }
-                        Ok(_) => {}
-                        Err(e) => debug!(error = %e, "client send failed"),
-                    }
-                }
-            }
-            if !more {
-                break;
-            }
+            Ok(_) => {}
+            Err(e) => debug!(error = %e, "client send failed"),
         }
-        if more {
-            tokio::task::yield_now().await;
-        }
-    }
+    })
+    .await;
 }
 
 /// Which kind of TCP port a listener is.

@@ -157,7 +157,7 @@ impl Server {
         let use_reserved = match use_reserved {
             // Another Allocate (on another shard, perhaps) may have redeemed it meanwhile.
             Some((t, _)) => match self.quota.take_reservation(t) {
-                Some((addr, _)) => Some((t, addr)),
+                Some(addr) => Some((t, addr)),
                 None => {
                     self.quota.release(&auth.quota_user);
                     return Err(Refusal::InsufficientCapacity(
@@ -367,17 +367,11 @@ impl Server {
 
     /// A reservation's time is up: release the held port unless an Allocate took it.
     pub(super) fn reservation_timeout(&mut self, now: Instant, token: u64) {
-        if self
-            .quota
-            .reservation_expiry(token)
-            .is_some_and(|expires| expires <= now)
-        {
-            if let Some((addr, _)) = self.quota.take_reservation(token) {
-                self.events.push_back(Event::ReleaseRelay {
-                    relay: addr,
-                    transport: RelayTransport::Udp,
-                });
-            }
+        if let Some(addr) = self.quota.take_expired_reservation(token, now) {
+            self.events.push_back(Event::ReleaseRelay {
+                relay: addr,
+                transport: RelayTransport::Udp,
+            });
         }
     }
 

@@ -95,18 +95,22 @@ impl SharedQuota {
             .map(|(addr, _)| *addr)
     }
 
-    /// Ends the hold under `token` (redeemed, or timed out) and says which port it held;
-    /// `None` if another shard ended it first.
-    pub(crate) fn take_reservation(&self, token: u64) -> Option<(SocketAddr, Instant)> {
+    /// Ends the hold under `token` (redeemed) and says which port it held; `None` if it had
+    /// already ended (another shard redeemed it first).
+    pub(crate) fn take_reservation(&self, token: u64) -> Option<SocketAddr> {
         self.reservations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&token)
+            .map(|(addr, _)| addr)
     }
 
-    /// When the hold under `token` ends, if it is still on.
-    pub(crate) fn reservation_expiry(&self, token: u64) -> Option<Instant> {
-        let r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
-        r.get(&token).map(|(_, expires)| *expires)
+    /// Ends the hold under `token` if its time is up at `now`, and says which port it held.
+    pub(crate) fn take_expired_reservation(&self, token: u64, now: Instant) -> Option<SocketAddr> {
+        let mut r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        match r.get(&token) {
+            Some(&(_, expires)) if expires <= now => r.remove(&token).map(|(addr, _)| addr),
+            _ => None,
+        }
     }
 }
