@@ -373,30 +373,31 @@ impl Shard {
         })?;
         match req.transport {
             RelayTransport::Udp => {
-                let (s, reserved) = if let Some(addr) = req.use_reserved {
+                let ((s, addr), reserved) = if let Some(addr) = req.use_reserved {
                     let s = self.held().remove(&addr);
                     (
-                        s.ok_or_else(|| {
-                            io::Error::new(
-                                io::ErrorKind::NotFound,
-                                "reserved port already released",
-                            )
-                        })?,
+                        (
+                            s.ok_or_else(|| {
+                                io::Error::new(
+                                    io::ErrorKind::NotFound,
+                                    "reserved port already released",
+                                )
+                            })?,
+                            addr,
+                        ),
                         None,
                     )
                 } else if req.reserve_next {
-                    let (s, next) =
+                    let (first, (next, next_addr)) =
                         sockets::udp_relay_pair(ip, self.plan.ports, req.dont_fragment)?;
-                    let next_addr = next.local_addr()?;
                     self.held().insert(next_addr, next);
-                    (s, Some(next_addr))
+                    (first, Some(next_addr))
                 } else {
                     (
                         sockets::udp_relay(ip, self.plan.ports, req.even_port, req.dont_fragment)?,
                         None,
                     )
                 };
-                let addr = s.local_addr()?;
                 let socket = Rc::new(UdpSocket::from_std(s)?);
                 let task =
                     tokio::task::spawn_local(udp_relay_loop(self.clone(), socket.clone(), addr))

@@ -63,30 +63,43 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpL
     Ok(s.into())
 }
 
-/// Binds a UDP relay socket on `ip` at a free port of `range` (even if asked). Ports are tried
-/// from a random start so two edges restarting together do not collide in lockstep; no
-/// SO_REUSEPORT here, so a port in use elsewhere is simply skipped.
+/// A UDP relay socket bound on `ip` at a free port of `range` (an even one if asked), with
+/// that address. Ports are tried from a random start so two edges restarting together do not
+/// collide in lockstep; no SO_REUSEPORT here, so a port in use elsewhere is simply skipped.
+/// (A next-fit cursor per shard was tried: the shards' cursors catch up with each other's
+/// runs of held ports and then probe them one by one, more refused binds than this.)
+///
+/// Allocations are bound at the rate clients ask for them, so this is lean: the socket is
+/// made once, non-blocking from the start, and a refused bind (which leaves it unbound) is
+/// retried on the next port with the same socket; the bound address is known, so nobody
+/// needs to ask the kernel for it.
 pub fn udp_relay(
     ip: IpAddr,
     range: PortRange,
     even: bool,
     dont_fragment: bool,
-) -> io::Result<std::net::UdpSocket> {
-    try_range(range, even, |port| {
+) -> io::Result<(std::net::UdpSocket, SocketAddr)> {
+    let s = Socket::new(
+        Domain::for_address(SocketAddr::new(ip, 0)),
+        Type::DGRAM.nonblocking(),
+        Some(Protocol::UDP),
+    )?;
+    if ip.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_recv_buffer_size(1 << 20).ok();
+    if dont_fragment {
+        set_dont_fragment(&s, ip.is_ipv6());
+    }
+    let addr = try_range(range, even, |port| {
         let addr = SocketAddr::new(ip, port);
-        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if addr.is_ipv6() {
-            s.set_only_v6(true)?;
-        }
-        s.set_recv_buffer_size(1 << 20).ok();
-        s.set_nonblocking(true)?;
-        s.bind(&addr.into())?;
-        if dont_fragment {
-            set_dont_fragment(&s, addr.is_ipv6());
-        }
-        Ok(s.into())
-    })
+        s.bind(&addr.into()).map(|()| addr)
+    })?;
+    Ok((s.into(), addr))
 }
+
+/// A relay socket and the address it is bound to.
+pub type BoundUdp = (std::net::UdpSocket, SocketAddr);
 
 /// Binds an even relay port and the odd port after it (EVEN-PORT with R = 1). The second
 /// socket is held unread until a reservation claims it or expires.
@@ -94,30 +107,18 @@ pub fn udp_relay_pair(
     ip: IpAddr,
     range: PortRange,
     dont_fragment: bool,
-) -> io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+) -> io::Result<(BoundUdp, BoundUdp)> {
     let upper = PortRange {
         first: range.first,
         last: range.last.saturating_sub(1).max(range.first),
     };
+    let only = |port| PortRange {
+        first: port,
+        last: port,
+    };
     try_range(upper, true, |port| {
-        let first = udp_relay(
-            ip,
-            PortRange {
-                first: port,
-                last: port,
-            },
-            true,
-            dont_fragment,
-        )?;
-        let second = udp_relay(
-            ip,
-            PortRange {
-                first: port + 1,
-                last: port + 1,
-            },
-            false,
-            dont_fragment,
-        )?;
+        let first = udp_relay(ip, only(port), true, dont_fragment)?;
+        let second = udp_relay(ip, only(port + 1), false, dont_fragment)?;
         Ok((first, second))
     })
 }

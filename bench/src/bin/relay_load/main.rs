@@ -11,6 +11,7 @@
 //!       --allocations 64 --size 200 --flat-out --seconds 5 --server-pid $(pidof turnserver)
 //!   relay_load --null-relay --allocations 64 --size 200 --flat-out --seconds 5
 //!   relay_load --null-relay --allocations 32 --size 200 --sweep 20000
+//!   relay_load --null-relay --allocations 5000 --seconds 0   # its allocator's ceiling
 //!   relay_load --server 127.0.0.1:5349 --transport tls --tls-insecure --user bench \
 //!       --password bench --size 1200 --seconds 5
 //!
@@ -20,6 +21,7 @@
 
 mod hist;
 mod null;
+mod null_alloc;
 mod peer;
 mod proto;
 mod stream;
@@ -148,7 +150,8 @@ struct Args {
     /// Generator threads (allocations are spread over them).
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Drive an in-process null relay (bare recvmmsg/sendmmsg forwarder) with raw payloads.
+    /// Drive an in-process null relay (bare recvmmsg/sendmmsg forwarder) with raw payloads;
+    /// with --seconds 0, allocate from its minimal STUN side (the allocation rate's ceiling).
     #[arg(long, conflicts_with = "server")]
     null_relay: bool,
     /// Threads of the null relay.
@@ -1354,7 +1357,9 @@ fn run(args: Args) -> Result<(), String> {
         server,
         transport: args.transport,
         mode: args.mode,
-        raw: args.null_relay,
+        // With traffic the null relay forwards raw payloads, no allocation first; an
+        // allocation-only run (--seconds 0) allocates from its STUN side instead.
+        raw: args.null_relay && (args.seconds > 0.0 || args.sweep.is_some()),
         peer: peer_addr,
         size: args.size,
         rate: args.rate,
@@ -1408,14 +1413,23 @@ fn run(args: Args) -> Result<(), String> {
 
     // The server's CPU and the machine's over the setup (Allocate with its 401, binds): what an
     // allocation costs the server, a figure a shared 2-core machine does not blur as it blurs
-    // the allocation rate.
-    let setup_server0 = server_pid.and_then(pid_ticks);
+    // the allocation rate. The generator's own CPU over the same phase says how much of the
+    // machine the client side of an allocation takes.
+    let server_ticks_now = || match &null {
+        Some(nr) => tids_ticks(&nr.tids.lock().unwrap()),
+        None => server_pid.and_then(pid_ticks),
+    };
+    let gen_ticks_now = || tids_ticks(&shared.tids.lock().unwrap());
+    let setup_server0 = server_ticks_now();
     let setup_machine0 = machine_ticks();
     shared.start.wait();
+    // Every generator thread registered its tid before the start barrier.
+    let setup_gen0 = gen_ticks_now();
     let t_alloc_start = now_ns();
     shared.setup_done.wait();
     let t_setup_end = now_ns();
-    let setup_server1 = server_pid.and_then(pid_ticks);
+    let setup_server1 = server_ticks_now();
+    let setup_gen1 = gen_ticks_now();
     let setup_machine1 = machine_ticks();
     let rss_after_setup = server_pid.and_then(rss_kib);
 
@@ -1447,10 +1461,7 @@ fn run(args: Args) -> Result<(), String> {
                 .as_ref()
                 .map(|p| p.stats.rx_bytes.load(Ordering::Relaxed))
                 .unwrap_or(0),
-            server_ticks: match &null {
-                Some(nr) => tids_ticks(&nr.tids.lock().unwrap()),
-                None => server_pid.and_then(pid_ticks),
-            },
+            server_ticks: server_ticks_now(),
             gen_ticks: tids_ticks(&gen_tids),
             peer_ticks: peer
                 .as_ref()
@@ -1578,12 +1589,17 @@ fn run(args: Args) -> Result<(), String> {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_s),
         _ => None,
     };
-    let setup_server_cpu_s = match (setup_server0, setup_server1) {
+    let setup_cpu_s = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_s),
         _ => None,
     };
-    let server_cpu_us_per_allocation =
-        setup_server_cpu_s.and_then(|cpu| (c.alloc_ok > 0).then(|| cpu * 1e6 / c.alloc_ok as f64));
+    let per_allocation_us = |cpu: Option<f64>| {
+        cpu.and_then(|cpu| (c.alloc_ok > 0).then(|| cpu * 1e6 / c.alloc_ok as f64))
+    };
+    let setup_server_cpu_s = setup_cpu_s(setup_server0, setup_server1);
+    let server_cpu_us_per_allocation = per_allocation_us(setup_server_cpu_s);
+    let setup_gen_cpu_s = setup_cpu_s(setup_gen0, setup_gen1);
+    let generator_cpu_us_per_allocation = per_allocation_us(setup_gen_cpu_s);
     let setup_machine_busy = match (setup_machine0, setup_machine1) {
         (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
         _ => None,
@@ -1679,6 +1695,8 @@ fn run(args: Args) -> Result<(), String> {
         "setup_s": (t_setup_end - t_alloc_start) as f64 / 1e9,
         "setup_server_cpu_s": setup_server_cpu_s,
         "server_cpu_us_per_allocation": server_cpu_us_per_allocation,
+        "setup_generator_cpu_s": setup_gen_cpu_s,
+        "generator_cpu_us_per_allocation": generator_cpu_us_per_allocation,
         "setup_machine_busy": setup_machine_busy,
         "window_s": window_s,
         "sent_pps": per_s(c.sent_win),
@@ -1752,13 +1770,19 @@ fn run(args: Args) -> Result<(), String> {
             (None, None) => format!("flat out, window {}", args.window),
         }
     );
-    if !args.null_relay {
+    if !cfg.raw {
         h += &format!(
             "allocations: {} ok, {} failed ({} retried on a new port after 437), {:.0}/s incl. 401 (p50 {:.0} us, p99 {:.0} us); binds {} ok, {} failed; setup {:.2} s; {} deallocated\n",
             c.alloc_ok, c.alloc_failed, c.reconnects, alloc_rate,
             us(c.alloc_lat.quantile(0.5)), us(c.alloc_lat.quantile(0.99)),
             c.bind_ok, c.bind_failed, (t_setup_end - t_alloc_start) as f64 / 1e9,
             c.dealloc_ok
+        );
+        let f0 = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or("-".into());
+        h += &format!(
+            "setup cpu per allocation (with its bind): server {} us, generator {} us\n",
+            f0(server_cpu_us_per_allocation),
+            f0(generator_cpu_us_per_allocation)
         );
     }
     if !c.reasons.is_empty() {

@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::null_alloc;
 use crate::peer::{bound_udp, current_tid};
 use crate::sys::{to_storage, Epoll, RecvBatch, SendBatch, BATCH};
 
@@ -86,9 +87,71 @@ impl NullRelay {
 struct Relay {
     sock: UdpSocket,
     client: (libc::sockaddr_storage, libc::socklen_t),
+    /// Connected to the peer (relay sockets opened by an Allocate start unconnected).
+    connected: bool,
 }
 
 const LISTENER: u64 = u64::MAX;
+
+/// The relay sockets of one thread, by client address; a slot's index is its epoll token.
+struct Relays {
+    ep: Epoll,
+    relay_ip: std::net::IpAddr,
+    slots: Vec<Option<Relay>>,
+    free: Vec<usize>,
+    by_client: HashMap<SocketAddr, usize>,
+}
+
+impl Relays {
+    /// The relay of `client`, opened (unconnected) if it has none.
+    fn get_or_open(&mut self, client: SocketAddr) -> io::Result<usize> {
+        if let Some(&r) = self.by_client.get(&client) {
+            return Ok(r);
+        }
+        let sock = UdpSocket::bind(SocketAddr::new(self.relay_ip, 0))?;
+        sock.set_nonblocking(true)?;
+        let r = self.free.pop().unwrap_or(self.slots.len());
+        self.ep.add(sock.as_raw_fd(), r as u64, false)?;
+        let relay = Relay {
+            sock,
+            client: to_storage(&client),
+            connected: false,
+        };
+        if r == self.slots.len() {
+            self.slots.push(Some(relay));
+        } else {
+            self.slots[r] = Some(relay);
+        }
+        self.by_client.insert(client, r);
+        Ok(r)
+    }
+
+    /// The relay of `client`, opened and connected to `peer` on its first datagram.
+    fn towards_peer(&mut self, client: SocketAddr, peer: SocketAddr) -> io::Result<RawFd> {
+        let r = self.get_or_open(client)?;
+        let relay = self.slots[r].as_mut().expect("mapped slots are filled");
+        if !relay.connected {
+            relay.sock.connect(peer)?;
+            relay.connected = true;
+        }
+        Ok(relay.sock.as_raw_fd())
+    }
+}
+
+impl null_alloc::Allocations for Relays {
+    fn open(&mut self, client: SocketAddr) -> Option<SocketAddr> {
+        let r = self.get_or_open(client).ok()?;
+        self.slots[r].as_ref()?.sock.local_addr().ok()
+    }
+
+    fn close(&mut self, client: SocketAddr) {
+        if let Some(r) = self.by_client.remove(&client) {
+            // Closing the socket also takes it out of the epoll set.
+            self.slots[r] = None;
+            self.free.push(r);
+        }
+    }
+}
 
 fn forward_loop(
     listener: UdpSocket,
@@ -97,56 +160,57 @@ fn forward_loop(
     stats: &NullStats,
     stop: &AtomicBool,
 ) -> io::Result<()> {
-    let mut ep = Epoll::new(256)?;
+    let mut relays = Relays {
+        ep: Epoll::new(256)?,
+        relay_ip,
+        slots: Vec::new(),
+        free: Vec::new(),
+        by_client: HashMap::new(),
+    };
     let lfd = listener.as_raw_fd();
-    ep.add(lfd, LISTENER, false)?;
-    let mut by_client: HashMap<SocketAddr, usize> = HashMap::new();
-    let mut relays: Vec<Relay> = Vec::new();
+    relays.ep.add(lfd, LISTENER, false)?;
     let mut rx = RecvBatch::new(9216);
     let mut tx = SendBatch::new(9216);
+    let mut answers = SendBatch::new(512);
+    let mut answer = Vec::with_capacity(512);
     let mut ready = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        ep.wait(50, &mut ready)?;
+        relays.ep.wait(50, &mut ready)?;
         for &(token, readable, _) in &ready {
             if !readable {
                 continue;
             }
             if token == LISTENER {
                 // Client -> peer: group consecutive datagrams of one client into one sendmmsg.
+                // STUN requests (the allocation runs) are answered through the listener.
                 while let Ok(n) = rx.recv(lfd, BATCH, libc::MSG_DONTWAIT) {
-                    let mut current: Option<usize> = None;
+                    let mut current: Option<RawFd> = None;
                     tx.clear();
+                    answers.clear();
                     for i in 0..n {
                         let Some(src) = rx.addr(i) else { continue };
-                        let r = match by_client.get(&src) {
-                            Some(&r) => r,
-                            None => {
-                                let sock = UdpSocket::bind(SocketAddr::new(relay_ip, 0))?;
-                                sock.connect(peer)?;
-                                sock.set_nonblocking(true)?;
-                                let r = relays.len();
-                                ep.add(sock.as_raw_fd(), r as u64, false)?;
-                                relays.push(Relay {
-                                    sock,
-                                    client: to_storage(&src),
-                                });
-                                by_client.insert(src, r);
-                                r
+                        let d = rx.packet(i);
+                        if null_alloc::is_stun(d) {
+                            if null_alloc::answer(d, src, &mut relays, &mut answer) {
+                                let (ss, len) = to_storage(&src);
+                                answers.push(&answer, Some((&ss, len)));
                             }
-                        };
-                        if current.is_some_and(|c| c != r) {
-                            flush(
-                                &mut tx,
-                                relays[current.unwrap()].sock.as_raw_fd(),
-                                stats,
-                                true,
-                            );
+                            continue;
                         }
-                        current = Some(r);
-                        tx.push(rx.packet(i), None);
+                        let fd = relays.towards_peer(src, peer)?;
+                        if current.is_some_and(|c| c != fd) {
+                            flush(&mut tx, current.unwrap(), stats, true);
+                        }
+                        current = Some(fd);
+                        tx.push(d, None);
                     }
-                    if let Some(c) = current {
-                        flush(&mut tx, relays[c].sock.as_raw_fd(), stats, true);
+                    if let Some(fd) = current {
+                        flush(&mut tx, fd, stats, true);
+                    }
+                    if !answers.is_empty() {
+                        // Answers the kernel does not take are lost, as a full socket would
+                        // lose them; the generator retransmits.
+                        let _ = answers.send(lfd, 0);
                     }
                     if n < BATCH {
                         break;
@@ -154,7 +218,9 @@ fn forward_loop(
                 }
             } else {
                 // Peer -> client, through the listener.
-                let r = &relays[token as usize];
+                let Some(r) = relays.slots.get(token as usize).and_then(Option::as_ref) else {
+                    continue;
+                };
                 let fd = r.sock.as_raw_fd();
                 while let Ok(n) = rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
                     tx.clear();
