@@ -295,7 +295,7 @@ print(round(v) if v else "-", s.get("limit") or "none")' <<<"${edge_sweep[$size]
   edge_sweep=()
 }
 
-traffic_scenarios() { # SERVER ROUND  (the null relay runs the UDP ChannelData ones and allocate)
+traffic_scenarios() { # SERVER ROUND  (the null relay: UDP and TCP ChannelData, and allocate)
   local s=$1 r=$2
   for size in "${sizes[@]}"; do
     run_load "$s" "$r" "udp-channel-$size-max" --transport udp --mode channel --size "$size" \
@@ -309,7 +309,10 @@ traffic_scenarios() { # SERVER ROUND  (the null relay runs the UDP ChannelData o
     fi
   done
   if [[ $s == null ]]; then
-    # The null relay's STUN side: the kernel work of an allocation and nothing else.
+    # Its TCP side (ChannelData frames to datagrams and back), and its STUN side (the kernel
+    # work of an allocation and nothing else).
+    run_load "$s" "$r" "tcp-channel-$last_size-max" --transport tcp --mode channel --size "$last_size" \
+      --allocations "$ALLOCS" --flat-out --window "$WINDOW" --seconds "$SECONDS_"
     run_load "$s" "$r" "allocate" --transport udp --allocations "$ALLOC_N" --seconds 0
     return 0
   fi

@@ -4,8 +4,8 @@
 //! percentiles, the allocation rate (including the 401 round trip) and, given the server's
 //! pid, its CPU-seconds per million relayed packets and its RSS. `--sweep` steps an open-loop
 //! rate up instead and reports the highest one with less than 0.1 % loss. `--null-relay`
-//! drives an in-process bare recvmmsg/sendmmsg forwarder instead: the kernel's limit for the
-//! same socket topology on this machine.
+//! drives an in-process bare recvmmsg/sendmmsg forwarder instead (UDP, or TCP-framed): the
+//! kernel's limit for the same socket topology on this machine.
 //!
 //!   relay_load --server 127.0.0.1:3478 --user bench --password bench \
 //!       --allocations 64 --size 200 --flat-out --seconds 5 --server-pid $(pidof turnserver)
@@ -22,6 +22,7 @@
 mod hist;
 mod null;
 mod null_alloc;
+mod null_stream;
 mod peer;
 mod proto;
 mod stream;
@@ -151,7 +152,8 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// Drive an in-process null relay (bare recvmmsg/sendmmsg forwarder) with raw payloads;
-    /// with --seconds 0, allocate from its minimal STUN side (the allocation rate's ceiling).
+    /// with --transport tcp, with ChannelData frames; with --seconds 0, allocate from its
+    /// minimal STUN side (the allocation rate's ceiling).
     #[arg(long, conflicts_with = "server")]
     null_relay: bool,
     /// Threads of the null relay.
@@ -222,6 +224,9 @@ struct Cfg {
     server: SocketAddr,
     transport: TransportArg,
     mode: ModeArg,
+    /// No allocation first (the null relay with traffic).
+    skip_setup: bool,
+    /// Raw payloads, no TURN framing (the null relay over UDP).
     raw: bool,
     peer: SocketAddr,
     size: usize,
@@ -1128,7 +1133,7 @@ fn worker(
         *w.ctx.c.reasons.entry(format!("connect: {e}")).or_default() += 1;
     }
     let deadline = Instant::now() + cfg.setup_timeout;
-    if cfg.raw {
+    if cfg.skip_setup {
         for al in &mut w.allocs {
             al.st.ok = true;
             al.st.bound = true;
@@ -1170,7 +1175,7 @@ fn worker(
     }
     // Free the allocations so that back-to-back runs start from a clean server (over TCP,
     // closing the connection does that).
-    if !cfg.raw && cfg.transport == TransportArg::Udp {
+    if !cfg.skip_setup && cfg.transport == TransportArg::Udp {
         let deadline = Instant::now() + Duration::from_millis(1500);
         w.run_ops(Step::Dealloc, |st| st.ok, deadline);
     }
@@ -1255,8 +1260,17 @@ fn run(args: Args) -> Result<(), String> {
     if args.allocations == 0 {
         return Err("--allocations must be positive".into());
     }
-    if args.null_relay && args.transport != TransportArg::Udp {
-        return Err("--null-relay is UDP only".into());
+    let null_traffic = args.null_relay && (args.seconds > 0.0 || args.sweep.is_some());
+    if args.null_relay && args.transport == TransportArg::Tls {
+        return Err("--null-relay is UDP or TCP".into());
+    }
+    if args.null_relay && args.transport == TransportArg::Tcp {
+        if !null_traffic {
+            return Err("--null-relay allocates over UDP only (no --seconds 0 with TCP)".into());
+        }
+        if args.mode != ModeArg::Channel {
+            return Err("--null-relay over TCP carries ChannelData only (--mode channel)".into());
+        }
     }
     if !args.null_relay && args.server.is_none() {
         return Err("--server is required (or --null-relay)".into());
@@ -1328,6 +1342,7 @@ fn run(args: Args) -> Result<(), String> {
                 SocketAddr::new(args.bind_ip, 0),
                 peer_addr,
                 args.null_threads,
+                args.transport == TransportArg::Tcp,
             )
             .map_err(|e| format!("null relay: {e}"))?,
         )
@@ -1357,9 +1372,11 @@ fn run(args: Args) -> Result<(), String> {
         server,
         transport: args.transport,
         mode: args.mode,
-        // With traffic the null relay forwards raw payloads, no allocation first; an
-        // allocation-only run (--seconds 0) allocates from its STUN side instead.
-        raw: args.null_relay && (args.seconds > 0.0 || args.sweep.is_some()),
+        // With traffic the null relay forwards without an allocation first (raw payloads over
+        // UDP, ChannelData frames over TCP); an allocation-only run (--seconds 0) allocates
+        // from its STUN side instead.
+        skip_setup: null_traffic,
+        raw: null_traffic && args.transport == TransportArg::Udp,
         peer: peer_addr,
         size: args.size,
         rate: args.rate,
@@ -1674,7 +1691,7 @@ fn run(args: Args) -> Result<(), String> {
         "label": args.label,
         "target": if args.null_relay { "null-relay".to_string() } else { server.to_string() },
         "transport": format!("{:?}", args.transport).to_lowercase(),
-        "mode": if args.null_relay { "raw".to_string() } else { format!("{:?}", args.mode).to_lowercase() },
+        "mode": if cfg.raw { "raw".to_string() } else { format!("{:?}", args.mode).to_lowercase() },
         "size": args.size,
         "allocations": n,
         "threads": threads,
@@ -1770,7 +1787,7 @@ fn run(args: Args) -> Result<(), String> {
             (None, None) => format!("flat out, window {}", args.window),
         }
     );
-    if !cfg.raw {
+    if !cfg.skip_setup {
         h += &format!(
             "allocations: {} ok, {} failed ({} retried on a new port after 437), {:.0}/s incl. 401 (p50 {:.0} us, p99 {:.0} us); binds {} ok, {} failed; setup {:.2} s; {} deallocated\n",
             c.alloc_ok, c.alloc_failed, c.reconnects, alloc_rate,

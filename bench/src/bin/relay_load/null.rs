@@ -9,13 +9,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::null_alloc;
+use crate::null_stream::{Streams, STREAM};
 use crate::peer::{bound_udp, current_tid};
 use crate::sys::{to_storage, Epoll, RecvBatch, SendBatch, BATCH};
 
@@ -36,8 +37,14 @@ pub struct NullRelay {
 }
 
 impl NullRelay {
-    /// Starts `threads` forwarders listening on `bind` and relaying to `peer`.
-    pub fn start(bind: SocketAddr, peer: SocketAddr, threads: usize) -> io::Result<Self> {
+    /// Starts `threads` forwarders listening on `bind` and relaying to `peer`; with `tcp`,
+    /// each also listens for TURN-over-TCP-framed connections on the same port.
+    pub fn start(
+        bind: SocketAddr,
+        peer: SocketAddr,
+        threads: usize,
+        tcp: bool,
+    ) -> io::Result<Self> {
         let first = bound_udp(bind, true)?;
         let addr = first
             .local_addr()?
@@ -54,6 +61,7 @@ impl NullRelay {
         for (i, l) in listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
             let l: UdpSocket = l.into();
+            let tl = if tcp { Some(tcp_listener(addr)?) } else { None };
             let (stats, stop, tids) = (stats.clone(), stop.clone(), tids.clone());
             let relay_ip = bind.ip();
             handles.push(
@@ -61,7 +69,7 @@ impl NullRelay {
                     .name(format!("null-relay-{i}"))
                     .spawn(move || {
                         tids.lock().unwrap().push(current_tid());
-                        if let Err(e) = forward_loop(l, relay_ip, peer, &stats, &stop) {
+                        if let Err(e) = forward_loop(l, tl, relay_ip, peer, &stats, &stop) {
                             eprintln!("null relay thread {i}: {e}");
                         }
                     })?,
@@ -92,6 +100,22 @@ struct Relay {
 }
 
 const LISTENER: u64 = u64::MAX;
+const TCP_LISTENER: u64 = u64::MAX - 1;
+
+/// A TCP listener on `addr` that every thread binds (SO_REUSEPORT, like the UDP ones).
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
 
 /// The relay sockets of one thread, by client address; a slot's index is its epoll token.
 struct Relays {
@@ -155,6 +179,7 @@ impl null_alloc::Allocations for Relays {
 
 fn forward_loop(
     listener: UdpSocket,
+    tcp: Option<TcpListener>,
     relay_ip: std::net::IpAddr,
     peer: SocketAddr,
     stats: &NullStats,
@@ -169,6 +194,10 @@ fn forward_loop(
     };
     let lfd = listener.as_raw_fd();
     relays.ep.add(lfd, LISTENER, false)?;
+    if let Some(t) = &tcp {
+        relays.ep.add(t.as_raw_fd(), TCP_LISTENER, false)?;
+    }
+    let mut streams = Streams::new(relay_ip, peer);
     let mut rx = RecvBatch::new(9216);
     let mut tx = SendBatch::new(9216);
     let mut answers = SendBatch::new(512);
@@ -176,11 +205,25 @@ fn forward_loop(
     let mut ready = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         relays.ep.wait(50, &mut ready)?;
-        for &(token, readable, _) in &ready {
+        for &(token, readable, writable) in &ready {
+            if token != LISTENER && token != TCP_LISTENER && token & STREAM != 0 {
+                streams.on_event(
+                    (token, readable, writable),
+                    &relays.ep,
+                    &mut rx,
+                    &mut tx,
+                    stats,
+                );
+                continue;
+            }
             if !readable {
                 continue;
             }
-            if token == LISTENER {
+            if token == TCP_LISTENER {
+                if let Some(t) = &tcp {
+                    streams.accept(t, &relays.ep)?;
+                }
+            } else if token == LISTENER {
                 // Client -> peer: group consecutive datagrams of one client into one sendmmsg.
                 // STUN requests (the allocation runs) are answered through the listener.
                 while let Ok(n) = rx.recv(lfd, BATCH, libc::MSG_DONTWAIT) {
@@ -238,7 +281,7 @@ fn forward_loop(
     Ok(())
 }
 
-fn flush(tx: &mut SendBatch, fd: i32, stats: &NullStats, to_peer: bool) {
+pub(crate) fn flush(tx: &mut SendBatch, fd: i32, stats: &NullStats, to_peer: bool) {
     let n = tx.len();
     let mut done = 0;
     let mut sent = 0;
