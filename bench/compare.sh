@@ -52,7 +52,7 @@ PORT=${PORT:-3478}              # UDP and TCP listening port of both servers
 TLS_PORT=${TLS_PORT:-5349}      # TURN-over-TLS port of both servers
 PEER_PORT=${PEER_PORT:-20480}   # turnutils_peer (echo peer for turnutils_uclient)
 SERVERS=${SERVERS:-"edge coturn"}
-SERVER_CPUS=${SERVER_CPUS:-}    # optional taskset CPU list for the servers (e.g. 1)
+SERVER_CPUS=${SERVER_CPUS:-}    # optional CPUs for the servers, comma-separated (e.g. 1); the null relay's threads too
 LOAD_CPUS=${LOAD_CPUS:-}        # optional taskset CPU list for the load tools (e.g. 0)
 if [[ $smoke == 1 ]]; then
   ROUNDS=1
@@ -209,7 +209,11 @@ last_out=""
 run_load() { # SERVER ROUND SCENARIO args...  (TARGET_PORT=... overrides $PORT; sets last_out)
   local server=$1 round=$2 scenario=$3; shift 3
   local target=(--server "127.0.0.1:${TARGET_PORT:-$PORT}" --user bench --password bench --server-pid "$server_pid")
-  [[ $server == null ]] && target=(--null-relay --null-threads "$SERVER_THREADS")
+  if [[ $server == null ]]; then
+    target=(--null-relay --null-threads "$SERVER_THREADS")
+    # Pinned runs: the null relay's threads get the servers' CPUs, the load keeps its own.
+    [[ -n $SERVER_CPUS ]] && target+=(--null-cpus "$SERVER_CPUS")
+  fi
   local out
   echo "== $server round $round: $scenario" >&2
   last_out=""

@@ -159,6 +159,10 @@ struct Args {
     /// Threads of the null relay.
     #[arg(long, default_value_t = 1)]
     null_threads: usize,
+    /// CPUs the null relay's threads run on (e.g. "1" or "2,3"), like a server pinned apart
+    /// from the load with taskset; the generator and echo peer keep this process's CPUs.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "null_relay")]
+    null_cpus: Option<Vec<usize>>,
     /// Address for client sockets, the echo peer and the null relay.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
@@ -1343,6 +1347,7 @@ fn run(args: Args) -> Result<(), String> {
                 peer_addr,
                 args.null_threads,
                 args.transport == TransportArg::Tcp,
+                args.null_cpus.clone(),
             )
             .map_err(|e| format!("null relay: {e}"))?,
         )

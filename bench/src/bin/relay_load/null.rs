@@ -38,12 +38,14 @@ pub struct NullRelay {
 
 impl NullRelay {
     /// Starts `threads` forwarders listening on `bind` and relaying to `peer`; with `tcp`,
-    /// each also listens for TURN-over-TCP-framed connections on the same port.
+    /// each also listens for TURN-over-TCP-framed connections on the same port. With `cpus`,
+    /// the forwarder threads run on those CPUs only.
     pub fn start(
         bind: SocketAddr,
         peer: SocketAddr,
         threads: usize,
         tcp: bool,
+        cpus: Option<Vec<usize>>,
     ) -> io::Result<Self> {
         let first = bound_udp(bind, true)?;
         let addr = first
@@ -64,10 +66,16 @@ impl NullRelay {
             let tl = if tcp { Some(tcp_listener(addr)?) } else { None };
             let (stats, stop, tids) = (stats.clone(), stop.clone(), tids.clone());
             let relay_ip = bind.ip();
+            let cpus = cpus.clone();
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("null-relay-{i}"))
                     .spawn(move || {
+                        if let Some(c) = &cpus {
+                            if let Err(e) = crate::sys::pin_current_thread(c) {
+                                eprintln!("null relay thread {i}: not pinned to {c:?}: {e}");
+                            }
+                        }
                         tids.lock().unwrap().push(current_tid());
                         if let Err(e) = forward_loop(l, tl, relay_ip, peer, &stats, &stop) {
                             eprintln!("null relay thread {i}: {e}");
