@@ -52,7 +52,7 @@ PORT=${PORT:-3478}              # UDP and TCP listening port of both servers
 TLS_PORT=${TLS_PORT:-5349}      # TURN-over-TLS port of both servers
 PEER_PORT=${PEER_PORT:-20480}   # turnutils_peer (echo peer for turnutils_uclient)
 SERVERS=${SERVERS:-"edge coturn"}
-SERVER_CPUS=${SERVER_CPUS:-}    # optional CPUs for the servers, comma-separated (e.g. 1); the null relay's threads too
+SERVER_CPUS=${SERVER_CPUS:-}    # optional taskset CPU list for the servers (e.g. 1); the null relay's threads too
 LOAD_CPUS=${LOAD_CPUS:-}        # optional taskset CPU list for the load tools (e.g. 0)
 if [[ $smoke == 1 ]]; then
   ROUNDS=1
@@ -212,7 +212,7 @@ run_load() { # SERVER ROUND SCENARIO args...  (TARGET_PORT=... overrides $PORT; 
   if [[ $server == null ]]; then
     target=(--null-relay --null-threads "$SERVER_THREADS")
     # Pinned runs: the null relay's threads get the servers' CPUs, the load keeps its own.
-    [[ -n $SERVER_CPUS ]] && target+=(--null-cpus "$SERVER_CPUS")
+    (( ${#srv_pin[@]} )) && target+=(--null-cpus "$SERVER_CPUS")
   fi
   local out
   echo "== $server round $round: $scenario" >&2

@@ -159,10 +159,10 @@ struct Args {
     /// Threads of the null relay.
     #[arg(long, default_value_t = 1)]
     null_threads: usize,
-    /// CPUs the null relay's threads run on (e.g. "1" or "2,3"), like a server pinned apart
-    /// from the load with taskset; the generator and echo peer keep this process's CPUs.
-    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "null_relay")]
-    null_cpus: Option<Vec<usize>>,
+    /// CPUs the null relay's threads run on, in taskset's list form ("1", "2,3", "0-1"), like
+    /// a server pinned apart from the load; the generator and echo peer keep this process's.
+    #[arg(long, value_name = "LIST", value_parser = sys::parse_cpu_list, requires = "null_relay")]
+    null_cpus: Option<sys::CpuList>,
     /// Address for client sockets, the echo peer and the null relay.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
@@ -1347,7 +1347,7 @@ fn run(args: Args) -> Result<(), String> {
                 peer_addr,
                 args.null_threads,
                 args.transport == TransportArg::Tcp,
-                args.null_cpus.clone(),
+                args.null_cpus.clone().map(|c| c.0),
             )
             .map_err(|e| format!("null relay: {e}"))?,
         )

@@ -229,7 +229,7 @@ fn forward_loop(
             }
             if token == TCP_LISTENER {
                 if let Some(t) = &tcp {
-                    streams.accept(t, &relays.ep)?;
+                    streams.accept(t, &relays.ep);
                 }
             } else if token == LISTENER {
                 // Client -> peer: group consecutive datagrams of one client into one sendmmsg.

@@ -56,38 +56,53 @@ impl Streams {
         }
     }
 
-    /// Accepts every pending connection and gives each its UDP socket towards the peer.
-    pub fn accept(&mut self, listener: &TcpListener, ep: &Epoll) -> io::Result<()> {
+    /// Accepts every pending connection and gives each its UDP socket towards the peer. A
+    /// connection that cannot be set up is closed and said so; the others go on.
+    pub fn accept(&mut self, listener: &TcpListener, ep: &Epoll) {
         loop {
             let stream = match listener.accept() {
                 Ok((s, _)) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    eprintln!("null relay: accept: {e}");
+                    return;
+                }
             };
-            stream.set_nonblocking(true)?;
-            stream.set_nodelay(true)?;
-            let udp = UdpSocket::bind(SocketAddr::new(self.relay_ip, 0))?;
-            udp.connect(self.peer)?;
-            udp.set_nonblocking(true)?;
-            let i = self.free.pop().unwrap_or(self.conns.len());
-            ep.add(stream.as_raw_fd(), STREAM | i as u64, false)?;
-            ep.add(udp.as_raw_fd(), STREAM | UDP_SIDE | i as u64, false)?;
-            let conn = Conn {
-                stream,
-                udp,
-                inbuf: vec![0u8; IN_CAP].into_boxed_slice(),
-                have: 0,
-                out: Vec::new(),
-                out_at: 0,
-                want_write: false,
-            };
-            if i == self.conns.len() {
-                self.conns.push(Some(conn));
-            } else {
-                self.conns[i] = Some(conn);
+            if let Err(e) = self.add(stream, ep) {
+                eprintln!("null relay: TCP connection dropped: {e}");
             }
         }
+    }
+
+    fn add(&mut self, stream: TcpStream, ep: &Epoll) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)?;
+        let udp = UdpSocket::bind(SocketAddr::new(self.relay_ip, 0))?;
+        udp.connect(self.peer)?;
+        udp.set_nonblocking(true)?;
+        let i = self.free.last().copied().unwrap_or(self.conns.len());
+        ep.add(stream.as_raw_fd(), STREAM | i as u64, false)?;
+        // On an error from here on, dropping both sockets takes them out of the epoll set.
+        ep.add(udp.as_raw_fd(), STREAM | UDP_SIDE | i as u64, false)?;
+        if self.free.last() == Some(&i) {
+            self.free.pop();
+        }
+        let conn = Conn {
+            stream,
+            udp,
+            inbuf: vec![0u8; IN_CAP].into_boxed_slice(),
+            have: 0,
+            out: Vec::new(),
+            out_at: 0,
+            want_write: false,
+        };
+        if i == self.conns.len() {
+            self.conns.push(Some(conn));
+        } else {
+            self.conns[i] = Some(conn);
+        }
+        Ok(())
     }
 
     /// Handles an event `(token, readable, writable)` whose token has the [`STREAM`] bit.
@@ -161,6 +176,12 @@ fn from_peer(c: &mut Conn, i: usize, ep: &Epoll, rx: &mut RecvBatch, stats: &Nul
     let fd = c.udp.as_raw_fd();
     let mut queued = 0u64;
     let mut dropped = 0u64;
+    // Forget what was written already, so a lasting backlog does not grow the buffer by
+    // everything ever relayed.
+    if c.out_at > 0 && c.out_at >= c.out.len() / 2 {
+        c.out.drain(..c.out_at);
+        c.out_at = 0;
+    }
     while let Ok(n) = rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
         for k in 0..n {
             let d = rx.packet(k);
@@ -260,7 +281,7 @@ mod tests {
             ep.wait(50, &mut ready).unwrap();
             for &(token, r, w) in &ready {
                 if token == 0 {
-                    streams.accept(&listener, &ep).unwrap();
+                    streams.accept(&listener, &ep);
                 } else {
                     streams.on_event((token, r, w), &ep, &mut rx, &mut tx, &stats);
                 }
