@@ -408,6 +408,17 @@ impl EdgeConfig {
         {
             return bad("at most one relay address per address family".into());
         }
+        // Parsing refuses these; a configuration built in code is checked here. Port 0 would
+        // bind wherever the kernel likes while the edge believes (and tells clients) it is 0.
+        for (name, r) in [
+            ("udp_ports", self.udp_ports),
+            ("tcp_ports", self.tcp_ports),
+            ("relay_ports", self.relay_ports),
+        ] {
+            if r.first == 0 || r.last < r.first {
+                return bad(format!("{name} must be a range of ports 1-65535, A <= B"));
+            }
+        }
         if self.udp_ports.contains(self.relay_ports.first)
             || self.udp_ports.contains(self.relay_ports.last)
             || self.relay_ports.contains(self.udp_ports.first)
@@ -480,6 +491,17 @@ mod tests {
         );
         assert!(EdgeConfig::from_toml("udp_ports = \"9-3\"").is_err());
         assert!(EdgeConfig::from_toml("users = [\"1bad:x\"]").is_err());
+        // A range built in code, not parsed, is checked by validate.
+        let mut zero = c.clone();
+        zero.relay_ports = PortRange { first: 0, last: 9 };
+        let err = zero.validate().unwrap_err().to_string();
+        assert!(err.contains("relay_ports"), "{err}");
+        let mut upside_down = c.clone();
+        upside_down.tcp_ports = PortRange {
+            first: 5000,
+            last: 4000,
+        };
+        assert!(upside_down.validate().is_err());
     }
 }
 
