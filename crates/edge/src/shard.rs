@@ -374,19 +374,10 @@ impl Shard {
         match req.transport {
             RelayTransport::Udp => {
                 let ((s, addr), reserved) = if let Some(addr) = req.use_reserved {
-                    let s = self.held().remove(&addr);
-                    (
-                        (
-                            s.ok_or_else(|| {
-                                io::Error::new(
-                                    io::ErrorKind::NotFound,
-                                    "reserved port already released",
-                                )
-                            })?,
-                            addr,
-                        ),
-                        None,
-                    )
+                    let s = self.held().remove(&addr).ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "reserved port already released")
+                    })?;
+                    ((s, addr), None)
                 } else if req.reserve_next {
                     let (first, (next, next_addr)) =
                         sockets::udp_relay_pair(ip, self.plan.ports, req.dont_fragment)?;

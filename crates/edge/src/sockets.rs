@@ -78,7 +78,7 @@ pub fn udp_relay(
     range: PortRange,
     even: bool,
     dont_fragment: bool,
-) -> io::Result<(std::net::UdpSocket, SocketAddr)> {
+) -> io::Result<BoundUdp> {
     let s = Socket::new(
         Domain::for_address(SocketAddr::new(ip, 0)),
         Type::DGRAM.nonblocking(),

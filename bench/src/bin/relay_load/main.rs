@@ -25,6 +25,7 @@ mod null_alloc;
 mod null_stream;
 mod peer;
 mod proto;
+mod slab;
 mod stream;
 mod sweep;
 mod sys;

@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use crate::null_alloc;
 use crate::null_stream::{Streams, STREAM};
 use crate::peer::{bound_udp, current_tid};
+use crate::slab::Slab;
 use crate::sys::{to_storage, Epoll, RecvBatch, SendBatch, BATCH};
 
 /// Forwarded datagram counters (once per batch).
@@ -129,8 +130,7 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 struct Relays {
     ep: Epoll,
     relay_ip: std::net::IpAddr,
-    slots: Vec<Option<Relay>>,
-    free: Vec<usize>,
+    slots: Slab<Relay>,
     by_client: HashMap<SocketAddr, usize>,
 }
 
@@ -142,18 +142,13 @@ impl Relays {
         }
         let sock = UdpSocket::bind(SocketAddr::new(self.relay_ip, 0))?;
         sock.set_nonblocking(true)?;
-        let r = self.free.pop().unwrap_or(self.slots.len());
-        self.ep.add(sock.as_raw_fd(), r as u64, false)?;
-        let relay = Relay {
+        self.ep
+            .add(sock.as_raw_fd(), self.slots.next_key() as u64, false)?;
+        let r = self.slots.insert(Relay {
             sock,
             client: to_storage(&client),
             connected: false,
-        };
-        if r == self.slots.len() {
-            self.slots.push(Some(relay));
-        } else {
-            self.slots[r] = Some(relay);
-        }
+        });
         self.by_client.insert(client, r);
         Ok(r)
     }
@@ -161,7 +156,7 @@ impl Relays {
     /// The relay of `client`, opened and connected to `peer` on its first datagram.
     fn towards_peer(&mut self, client: SocketAddr, peer: SocketAddr) -> io::Result<RawFd> {
         let r = self.get_or_open(client)?;
-        let relay = self.slots[r].as_mut().expect("mapped slots are filled");
+        let relay = self.slots.get_mut(r).expect("mapped slots are filled");
         if !relay.connected {
             relay.sock.connect(peer)?;
             relay.connected = true;
@@ -173,14 +168,13 @@ impl Relays {
 impl null_alloc::Allocations for Relays {
     fn open(&mut self, client: SocketAddr) -> Option<SocketAddr> {
         let r = self.get_or_open(client).ok()?;
-        self.slots[r].as_ref()?.sock.local_addr().ok()
+        self.slots.get(r)?.sock.local_addr().ok()
     }
 
     fn close(&mut self, client: SocketAddr) {
         if let Some(r) = self.by_client.remove(&client) {
             // Closing the socket also takes it out of the epoll set.
-            self.slots[r] = None;
-            self.free.push(r);
+            self.slots.remove(r);
         }
     }
 }
@@ -196,8 +190,7 @@ fn forward_loop(
     let mut relays = Relays {
         ep: Epoll::new(256)?,
         relay_ip,
-        slots: Vec::new(),
-        free: Vec::new(),
+        slots: Slab::new(),
         by_client: HashMap::new(),
     };
     let lfd = listener.as_raw_fd();
@@ -269,7 +262,7 @@ fn forward_loop(
                 }
             } else {
                 // Peer -> client, through the listener.
-                let Some(r) = relays.slots.get(token as usize).and_then(Option::as_ref) else {
+                let Some(r) = relays.slots.get(token as usize) else {
                     continue;
                 };
                 let fd = r.sock.as_raw_fd();

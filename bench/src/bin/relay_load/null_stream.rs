@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use crate::null::{flush, NullStats};
+use crate::slab::Slab;
 use crate::sys::{Epoll, RecvBatch, SendBatch, BATCH};
 
 /// Token bit of a stream connection's events; with [`UDP_SIDE`] its UDP socket's.
@@ -36,8 +37,7 @@ struct Conn {
 
 /// The TCP side of one null relay thread.
 pub struct Streams {
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    conns: Slab<Conn>,
     relay_ip: IpAddr,
     peer: SocketAddr,
 }
@@ -49,8 +49,7 @@ fn pad4(n: usize) -> usize {
 impl Streams {
     pub fn new(relay_ip: IpAddr, peer: SocketAddr) -> Self {
         Self {
-            conns: Vec::new(),
-            free: Vec::new(),
+            conns: Slab::new(),
             relay_ip,
             peer,
         }
@@ -81,14 +80,11 @@ impl Streams {
         let udp = UdpSocket::bind(SocketAddr::new(self.relay_ip, 0))?;
         udp.connect(self.peer)?;
         udp.set_nonblocking(true)?;
-        let i = self.free.last().copied().unwrap_or(self.conns.len());
+        let i = self.conns.next_key();
         ep.add(stream.as_raw_fd(), STREAM | i as u64, false)?;
         // On an error from here on, dropping both sockets takes them out of the epoll set.
         ep.add(udp.as_raw_fd(), STREAM | UDP_SIDE | i as u64, false)?;
-        if self.free.last() == Some(&i) {
-            self.free.pop();
-        }
-        let conn = Conn {
+        self.conns.insert(Conn {
             stream,
             udp,
             inbuf: vec![0u8; IN_CAP].into_boxed_slice(),
@@ -96,12 +92,7 @@ impl Streams {
             out: Vec::new(),
             out_at: 0,
             want_write: false,
-        };
-        if i == self.conns.len() {
-            self.conns.push(Some(conn));
-        } else {
-            self.conns[i] = Some(conn);
-        }
+        });
         Ok(())
     }
 
@@ -115,7 +106,7 @@ impl Streams {
         stats: &NullStats,
     ) {
         let i = (token & !(STREAM | UDP_SIDE)) as usize;
-        let Some(Some(c)) = self.conns.get_mut(i) else {
+        let Some(c) = self.conns.get_mut(i) else {
             return;
         };
         let open = if token & UDP_SIDE != 0 {
@@ -125,8 +116,7 @@ impl Streams {
         };
         if !open {
             // Dropping the sockets also takes them out of the epoll set.
-            self.conns[i] = None;
-            self.free.push(i);
+            self.conns.remove(i);
         }
     }
 }
@@ -286,7 +276,7 @@ mod tests {
                     streams.on_event((token, r, w), &ep, &mut rx, &mut tx, &stats);
                 }
             }
-            if !sent_rest && !streams.conns.is_empty() {
+            if !sent_rest && streams.conns.occupied() > 0 {
                 std::thread::sleep(Duration::from_millis(20));
                 client.write_all(&wire[50..]).unwrap();
                 sent_rest = true;
@@ -320,7 +310,7 @@ mod tests {
         // The client leaving closes the connection and frees its slot.
         drop(client);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while streams.free.is_empty() && Instant::now() < deadline {
+        while streams.conns.occupied() > 0 && Instant::now() < deadline {
             ep.wait(50, &mut ready).unwrap();
             for &(token, r, w) in &ready {
                 if token != 0 {
@@ -328,6 +318,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(streams.free, vec![0]);
+        assert_eq!(streams.conns.occupied(), 0);
+        assert_eq!(
+            streams.conns.next_key(),
+            0,
+            "the slot is free for the next connection"
+        );
     }
 }
