@@ -10,6 +10,7 @@
 
 use std::io;
 use std::mem;
+use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
@@ -338,42 +339,51 @@ impl SendBatch {
     }
 }
 
-/// Sends each `(bytes, to)` of `msgs` (at most [`BATCH`]; the rest is ignored) as one datagram,
-/// with one sendmmsg and no copy of the payloads. Returns how many the kernel took: fewer than
-/// given when the socket buffer filled (the rest are dropped, as UDP would), `WouldBlock` when
-/// none.
-pub fn send_each(fd: RawFd, msgs: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
-    let n = msgs.len().min(BATCH);
+/// Sends each of `datagrams` (at most [`BATCH`]; the rest is ignored) to `to`, with one
+/// sendmmsg and no copy of the payloads. Returns how many the kernel took: fewer than given
+/// when the socket buffer filled (the rest are dropped, as UDP would), `WouldBlock` when none.
+///
+/// One destination for the whole batch (what a relay socket's datagrams share: their
+/// allocation's client), so one socket address serves every header, and only the headers in
+/// use are written: a batch of one costs no 12 KiB of zeroing.
+pub fn send_all_to<'a>(
+    fd: RawFd,
+    to: SocketAddr,
+    datagrams: impl IntoIterator<Item = &'a [u8]>,
+) -> io::Result<usize> {
+    let (mut name, namelen) = to_storage(&to);
+    let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; BATCH];
+    let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; BATCH];
+    let mut n = 0;
+    for bytes in datagrams.into_iter().take(BATCH) {
+        // The kernel only reads through this pointer (sendmmsg); the cast to *mut is what the
+        // C type asks for.
+        let v = iov[n].write(libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        });
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+        let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
+        h.msg_hdr.msg_name = &mut name as *mut _ as *mut libc::c_void;
+        h.msg_hdr.msg_namelen = namelen;
+        h.msg_hdr.msg_iov = v;
+        h.msg_hdr.msg_iovlen = 1;
+        hdrs[n].write(h);
+        n += 1;
+    }
     if n == 0 {
         return Ok(0);
     }
-    // SAFETY: plain old data, all-zero is valid; every pointer is set below.
-    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { mem::zeroed() };
-    let mut iov = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; BATCH];
-    // SAFETY: as above.
-    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
-    for (i, (bytes, to)) in msgs[..n].iter().enumerate() {
-        let (ss, len) = to_storage(to);
-        names[i] = ss;
-        // The kernel only reads through this pointer (sendmmsg); the cast to *mut is what
-        // the C type asks for.
-        iov[i] = libc::iovec {
-            iov_base: bytes.as_ptr() as *mut libc::c_void,
-            iov_len: bytes.len(),
-        };
-        let h = &mut hdrs[i].msg_hdr;
-        h.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
-        h.msg_namelen = len;
-        h.msg_iov = &mut iov[i];
-        h.msg_iovlen = 1;
-    }
-    // SAFETY: hdrs[..n] point at `names`, `iov` and the caller's slices, all alive for the
-    // call; the kernel reads them only.
-    let rc =
-        unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    // SAFETY: hdrs[..n] are initialised and point at `name`, iov[..n] and the caller's slices,
+    // all alive for the call; the kernel reads only those n headers and what they point at.
+    let rc = unsafe {
+        libc::sendmmsg(
+            fd,
+            hdrs.as_mut_ptr() as *mut libc::mmsghdr,
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -459,8 +469,7 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = rx.local_addr().unwrap();
         let msgs: [&[u8]; 3] = [b"one", b"two!", b"three"];
-        let out: Vec<(&[u8], SocketAddr)> = msgs.iter().map(|m| (*m, to)).collect();
-        assert_eq!(send_each(tx.as_raw_fd(), &out).unwrap(), 3);
+        assert_eq!(send_all_to(tx.as_raw_fd(), to, msgs).unwrap(), 3);
         // Loopback delivers within the send call: all three are queued now.
         let mut b = RecvBatch::with_room(16, 4, 2);
         assert_eq!(
@@ -504,15 +513,13 @@ mod tests {
     }
 
     #[test]
-    fn each_datagram_goes_to_its_own_destination() {
+    fn a_batch_to_one_destination() {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("[::1]:0");
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let msgs = [
-            (&b"to a"[..], a.local_addr().unwrap()),
-            (&b"to a again"[..], a.local_addr().unwrap()),
-        ];
-        assert_eq!(send_each(tx.as_raw_fd(), &msgs).unwrap(), 2);
+        let to = a.local_addr().unwrap();
+        let msgs: [&[u8]; 2] = [b"to a", b"to a again"];
+        assert_eq!(send_all_to(tx.as_raw_fd(), to, msgs).unwrap(), 2);
         let mut got = RecvBatch::new(64);
         assert_eq!(
             got.recv(a.as_raw_fd(), BATCH, libc::MSG_DONTWAIT).unwrap(),
@@ -520,11 +527,21 @@ mod tests {
         );
         assert_eq!(got.packet(0), b"to a");
         assert_eq!(got.packet(1), b"to a again");
+        // More than a batch: the first BATCH go, the rest are left to the caller.
+        let many = vec![&b"m"[..]; BATCH + 5];
+        assert_eq!(
+            send_all_to(tx.as_raw_fd(), to, many.iter().copied()).unwrap(),
+            BATCH
+        );
+        assert_eq!(
+            got.recv(a.as_raw_fd(), BATCH, libc::MSG_DONTWAIT).unwrap(),
+            BATCH
+        );
         // A v6 destination from a v4 socket is refused by the kernel, as an error, not a panic.
         if let Ok(b) = b {
-            let bad = [(&b"x"[..], b.local_addr().unwrap())];
-            assert!(send_each(tx.as_raw_fd(), &bad).is_err());
+            let bad: [&[u8]; 1] = [b"x"];
+            assert!(send_all_to(tx.as_raw_fd(), b.local_addr().unwrap(), bad).is_err());
         }
-        assert_eq!(send_each(tx.as_raw_fd(), &[]).unwrap(), 0);
+        assert_eq!(send_all_to(tx.as_raw_fd(), to, []).unwrap(), 0);
     }
 }
