@@ -352,6 +352,9 @@ pub fn send_all_to<'a>(
     datagrams: impl IntoIterator<Item = &'a [u8]>,
 ) -> io::Result<usize> {
     let (mut name, namelen) = to_storage(&to);
+    // One pointer for every header, taken once (a fresh `&mut name` per header would
+    // invalidate the pointers taken before it).
+    let name_ptr = &mut name as *mut libc::sockaddr_storage as *mut libc::c_void;
     let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; BATCH];
     let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; BATCH];
     let mut n = 0;
@@ -364,7 +367,7 @@ pub fn send_all_to<'a>(
         });
         // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
         let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
-        h.msg_hdr.msg_name = &mut name as *mut _ as *mut libc::c_void;
+        h.msg_hdr.msg_name = name_ptr;
         h.msg_hdr.msg_namelen = namelen;
         h.msg_hdr.msg_iov = v;
         h.msg_hdr.msg_iovlen = 1;
