@@ -50,6 +50,13 @@ impl ControlClient {
         Ok(Self { http, base })
     }
 
+    /// `host:port` of the control plane, for reports.
+    pub fn shown(&self) -> String {
+        let host = self.base.host_str().unwrap_or_default();
+        let port = self.base.port_or_known_default().unwrap_or(443);
+        crate::media::signal::host_port(host, port)
+    }
+
     fn url(&self, segments: &[&str]) -> Url {
         let mut u = self.base.clone();
         if let Ok(mut path) = u.path_segments_mut() {

@@ -35,6 +35,9 @@
 //!   ([`JoinError::MediaUnreachable`]), as a WebRTC session (str0m) with the SFU, publishing
 //!   the SDK's test sources ([`Publish`]).
 //!
+//! - [`doctor`]: every whitelisted port of every mode checked the way a join would use it
+//!   (what `cloudproxy doctor` prints).
+//!
 //! This crate never links the credential-minting code: it only carries what the control plane
 //! hands out.
 #![forbid(unsafe_code)]
@@ -43,6 +46,7 @@
 mod client;
 mod config;
 mod control;
+pub mod doctor;
 mod error;
 pub mod media;
 pub mod probe;

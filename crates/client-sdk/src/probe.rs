@@ -18,6 +18,8 @@ use turn_proto::codec::{
     attr, frame_len, Class, FrameKind, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
 
+use crate::media::signal::host_port;
+
 /// UDP answer deadline.
 pub const UDP_DEADLINE: Duration = Duration::from_secs(1);
 /// TCP deadline (connect and answer).
@@ -51,22 +53,37 @@ pub struct ProbeFailure {
     pub why: String,
 }
 
-/// Probes `edge` for `mode`. `tls` must offer ALPN `stun.turn`.
+/// Probes `edge` for `mode` on the mode's first port. `tls` must offer ALPN `stun.turn`.
 pub async fn probe(
     edge: &EdgeOffer,
     mode: TransportMode,
     tls: &Arc<rustls::ClientConfig>,
 ) -> Result<ProbeOk, ProbeFailure> {
-    let (port, deadline) = match mode {
-        TransportMode::Udp => (Some(edge.udp_ports.first), UDP_DEADLINE),
-        TransportMode::Tcp => (Some(edge.tcp_ports.first), TCP_DEADLINE),
-        TransportMode::Tls => (edge.tls_port, TLS_DEADLINE),
+    let port = match mode {
+        TransportMode::Udp => Some(edge.udp_ports.first),
+        TransportMode::Tcp => Some(edge.tcp_ports.first),
+        TransportMode::Tls => edge.tls_port,
     };
     let Some(port) = port else {
         return Err(ProbeFailure {
             target: edge.address.clone(),
             why: "the edge offers no TLS port".into(),
         });
+    };
+    probe_port(edge, mode, port, tls).await
+}
+
+/// Probes `port` of `edge` with the mode's transport (the same deadlines as [`probe`]).
+pub async fn probe_port(
+    edge: &EdgeOffer,
+    mode: TransportMode,
+    port: u16,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<ProbeOk, ProbeFailure> {
+    let deadline = match mode {
+        TransportMode::Udp => UDP_DEADLINE,
+        TransportMode::Tcp => TCP_DEADLINE,
+        TransportMode::Tls => TLS_DEADLINE,
     };
     let shown = host_port(&edge.address, port);
     let attempt = async {
@@ -100,14 +117,6 @@ pub async fn probe(
             target: shown,
             why: format!("no STUN answer within {deadline:?}"),
         }),
-    }
-}
-
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

@@ -247,7 +247,8 @@ async fn run_async(args: DemoArgs) -> Result<(), String> {
          \n  demo page        http://127.0.0.1:{http}/   ← open it, press Join\n\
          \n  control plane    {control}   (dev certificate: {ca})\n  edge             edge-demo on 127.0.0.1: UDP {udp}, TCP {tcp}, TLS {tls}, signalling {sig}\n  media network    signalling ws://{rtn_signal}/signal, SFU udp 127.0.0.1:{media}\n  App ID           {app_id}   (test environment, channel \"{channel}\")\n  participant      {bot}\n\
          \nWhitelist for this App ID (what an enterprise firewall opens):\n\n{whitelist}\n\
-         Join from a terminal too (a second participant):\n\n  cloudproxy join --control {control} --ca {ca} --app-id {app_id} --app-cert {cert} --channel {channel} --uid me --mode 3\n",
+         Join from a terminal too (a second participant):\n\n  cloudproxy join --control {control} --ca {ca} --app-id {app_id} --app-cert {cert} --channel {channel} --uid me --mode 3\n\n\
+         Check every whitelisted port the way a firewalled client would:\n\n  cloudproxy doctor --control {control} --ca {ca} --app-id {app_id} --app-cert {cert}\n",
         http = args.http_port,
         ca = ca_file.display(),
         udp = args.udp_ports,

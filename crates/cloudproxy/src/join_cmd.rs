@@ -3,48 +3,27 @@
 //! a line of stats a second — what an IT admin runs behind a new firewall, and what the
 //! end-to-end tests and the demo use as "someone on the other side".
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use client_sdk::{Client, ClientConfig, Event, JoinInfo, MediaStats, Publish, Route, SdkError};
 use serde_json::json;
 
+use crate::participant::{run_in_runtime, AccessArgs};
 use crate::{init_logs, wait_for_signal, EX_UNAVAILABLE, EX_USAGE};
 
 /// Flags of `cloudproxy join`.
 #[derive(Args, Debug)]
 pub struct JoinArgs {
-    /// App ID.
-    #[arg(long)]
-    app_id: String,
+    #[command(flatten)]
+    access: AccessArgs,
     /// Channel to join.
     #[arg(long)]
     channel: String,
     /// User id in the channel.
     #[arg(long)]
     uid: String,
-    /// Join token (from the app's token server).
-    #[arg(
-        long,
-        required_unless_present = "app_cert",
-        conflicts_with = "app_cert"
-    )]
-    token: Option<String>,
-    /// App certificate, to mint a join token here (testing only: a real app never ships it).
-    #[arg(long, env = "CLOUDPROXY_APP_CERT", hide_env_values = true)]
-    app_cert: Option<String>,
-    /// Control plane base URL.
-    #[arg(
-        long,
-        default_value = "https://127.0.0.1:443",
-        env = "CLOUDPROXY_CONTROL"
-    )]
-    control: String,
-    /// Extra CA certificate (PEM) to trust, for the control plane and the edges' TLS port.
-    #[arg(long, value_name = "FILE", env = "CLOUDPROXY_CA")]
-    ca: Option<PathBuf>,
     /// Cloud proxy mode: 3 (UDP, default), 4 (TCP), 5 (TLS 443 only).
     #[arg(long, default_value_t = 3, conflicts_with = "no_proxy")]
     mode: u8,
@@ -96,53 +75,22 @@ fn fail(json_out: bool, e: &SdkError) -> ExitCode {
 
 pub fn run(args: JoinArgs) -> ExitCode {
     init_logs(false);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cloudproxy join: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(run_async(args))
+    run_in_runtime("join", run_async(args))
 }
 
 async fn run_async(args: JoinArgs) -> ExitCode {
-    let ca_pem = match &args.ca {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("cloudproxy join: --ca {}: {e}", p.display());
-                return ExitCode::from(EX_USAGE);
-            }
-        },
-        None => None,
+    let ca_pem = match args.access.ca_pem("join") {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let token = match (&args.token, &args.app_cert) {
-        (Some(t), _) => t.clone(),
-        (None, Some(cert)) => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            credentials::join_token::mint_join_token(
-                &args.app_id,
-                cert.as_bytes(),
-                &args.channel,
-                &args.uid,
-                now + 3600,
-            )
-        }
-        (None, None) => unreachable!("clap requires --token or --app-cert"),
+    let Some(token) = args.access.token(&args.channel, &args.uid) else {
+        unreachable!("clap requires --token or --app-cert")
     };
     // Signalling gets most of the join's budget but not all of it, so that an unreachable
     // gateway is reported as SIGNAL_UNREACHABLE rather than as a bare timeout.
     let signal_timeout = Duration::from_secs(args.join_timeout.saturating_sub(2).clamp(1, 10));
     let client = match Client::new(ClientConfig {
-        control_url: args.control.clone(),
+        control_url: args.access.control.clone(),
         signal_timeout,
         ca_pem,
         area: args.area.clone(),
@@ -163,7 +111,7 @@ async fn run_async(args: JoinArgs) -> ExitCode {
     }
     let mut events = client.events();
     let started = Instant::now();
-    let join = client.join(&args.app_id, &args.channel, &token, &args.uid);
+    let join = client.join(&args.access.app_id, &args.channel, &token, &args.uid);
     let info = match tokio::time::timeout(Duration::from_secs(args.join_timeout), join).await {
         Ok(Ok(info)) => info,
         Ok(Err(e)) => return fail(args.json, &e),

@@ -7,8 +7,10 @@
 mod admin_cli;
 mod control_cmd;
 mod demo;
+mod doctor_cmd;
 mod edge_cmd;
 mod join_cmd;
+mod participant;
 mod rtn_cmd;
 mod token_cmd;
 
@@ -47,6 +49,10 @@ enum Command {
     /// Join a channel as a test participant (Rust SDK): through the cloud proxy by default,
     /// sending test audio/video and printing stats every second
     Join(Box<join_cmd::JoinArgs>),
+    /// Check, from inside a firewalled network, every whitelisted port of every mode the way
+    /// a join would use it (proxy info, STUN on each TURN port, a TURN allocation, the
+    /// signalling relay) and print what passes and what is blocked
+    Doctor(Box<doctor_cmd::DoctorArgs>),
     /// Manage App IDs through the control plane's admin API.
     App(admin_cli::AppArgs),
     /// List or drain edges through the admin API.
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         Command::Rtn(args) => rtn_cmd::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Join(args) => join_cmd::run(*args),
+        Command::Doctor(args) => doctor_cmd::run(*args),
         Command::App(args) => admin_cli::run_app(args),
         Command::Edges(args) => admin_cli::run_edges(args),
         Command::Secrets(args) => admin_cli::run_secrets(args),

@@ -50,17 +50,28 @@ pub fn run(args: TokenArgs) -> ExitCode {
         eprintln!("error: --certificate must not be empty");
         return ExitCode::from(EX_USAGE);
     }
+    let token = mint(
+        &args.app_id,
+        &args.certificate,
+        &args.channel,
+        &args.uid,
+        args.ttl,
+    );
+    println!("{token}");
+    ExitCode::SUCCESS
+}
+
+/// A join token for `channel` and `uid`, valid for `ttl` seconds from now.
+pub fn mint(app_id: &str, certificate: &str, channel: &str, uid: &str, ttl: u64) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let token = credentials::join_token::mint_join_token(
-        &args.app_id,
-        args.certificate.as_bytes(),
-        &args.channel,
-        &args.uid,
-        now.saturating_add(args.ttl),
-    );
-    println!("{token}");
-    ExitCode::SUCCESS
+    credentials::join_token::mint_join_token(
+        app_id,
+        certificate.as_bytes(),
+        channel,
+        uid,
+        now.saturating_add(ttl),
+    )
 }

@@ -11,6 +11,7 @@ fn cloudproxy(args: &[&str]) -> Output {
         .env_remove("CLOUDPROXY_ADMIN_TOKEN")
         .env_remove("CLOUDPROXY_CA")
         .env_remove("CLOUDPROXY_APP_CERTIFICATE")
+        .env_remove("CLOUDPROXY_APP_CERT")
         .output()
         .expect("run cloudproxy")
 }
@@ -185,4 +186,65 @@ fn token_rejects_colons() {
         "1",
     ]);
     assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn doctor_refuses_bad_modes_and_reports_an_unreachable_control_plane() {
+    let base = [
+        "doctor",
+        "--app-id",
+        "app-x",
+        "--app-cert",
+        "cert-x",
+        "--control",
+        "https://127.0.0.1:1",
+    ];
+    for (mode, code) in [("1", "NOT_SUPPORTED"), ("7", "INVALID_PARAMETER")] {
+        let mut a = base.to_vec();
+        a.extend(["--mode", mode]);
+        let out = cloudproxy(&a);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "--mode {mode}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(code),
+            "--mode {mode}: {}",
+            stderr(&out)
+        );
+    }
+    // Neither a token nor a certificate: a usage error.
+    let out = cloudproxy(&["doctor", "--app-id", "app-x"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    // Nothing listens on port 1: every mode's proxy-info check fails, nothing else is tried.
+    let mut a = base.to_vec();
+    a.push("--json");
+    let out = cloudproxy(&a);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        4,
+        "three modes and a summary: {}",
+        stdout(&out)
+    );
+    for (l, mode) in lines.iter().zip([3, 4, 5]) {
+        assert_eq!(l["mode"], mode, "{l}");
+        assert_eq!(l["step"], "proxy-info", "{l}");
+        assert_eq!(l["verdict"], "FAIL", "{l}");
+        assert_eq!(l["target"], "127.0.0.1:1", "{l}");
+        assert!(
+            l["detail"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("CONTROL_PLANE_UNREACHABLE"),
+            "{l}"
+        );
+    }
+    assert_eq!(lines[3]["summary"]["fail"], 3, "{}", stdout(&out));
 }

@@ -114,6 +114,50 @@ fn the_demo_page_shows_the_demo_participant_through_the_proxy() {
     assert!(banner.contains("TURN media (UDP)"), "{banner}");
     assert!(banner.contains("cloudproxy join --control"), "{banner}");
 
+    // The banner's doctor command, as printed, passes every check it makes.
+    let doctor: Vec<String> = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cloudproxy doctor "))
+        .unwrap_or_else(|| panic!("no doctor command in the banner:\n{banner}"))
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudproxy"))
+        .arg("doctor")
+        .args(&doctor)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cloudproxy doctor");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "doctor against the demo:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("verdict").is_some())
+        .collect();
+    assert!(
+        checks.iter().all(|c| c["verdict"] != "FAIL"),
+        "no check fails against the demo:\n{text}"
+    );
+    for step in ["proxy-info", "stun", "turn-allocate", "signalling"] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["mode"] == 3 && c["step"] == step && c["verdict"] == "PASS"),
+            "mode 3 {step} passes:\n{text}"
+        );
+    }
+    eprintln!(
+        "doctor against the demo: {} checks, none failed",
+        checks.len()
+    );
+
     let shot = artifact_dir().join("demo-page.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&shot);

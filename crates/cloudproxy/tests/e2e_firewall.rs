@@ -226,6 +226,7 @@ fn firewalled_client_joins_through_the_proxy_in_every_mode() {
         conntrack_flush(&topo.client);
         check_firewall_shape(&topo, &stack, edge_a, mode);
         check_proxy_path(&topo, &stack, edge_a, mode);
+        check_doctor_open(&topo, &stack, &edges, mode);
         if !join {
             let c = classes.read(&topo);
             eprintln!(
@@ -316,6 +317,7 @@ fn firewalled_client_joins_through_the_proxy_in_every_mode() {
     assert!(a.starts_with("blocked"), "edge-a blocked: {a}");
     assert_eq!(b, "open", "edge-b reachable");
     eprintln!("[e2e] 5. edge-a blocked ({a}), edge-b open");
+    check_doctor_edge_a_blocked(&topo, &stack, &edges);
     if join {
         classes.install(&topo);
         let route = Route::Proxy(vec!["--mode", "3", "--area", AREA]);
@@ -853,6 +855,144 @@ fn check_proxy_path(topo: &Topology, stack: &Stack, edge: &EdgeHb, mode: &Mode) 
     eprintln!(
         "[e2e]    mode {} path without the SDK: offers {}, {} allocate {} permission {}, relay to {} → {}",
         mode.number, got["offers"], got["ice"], got["allocate"], got["permission"], got["upstream"], got["ws"]
+    );
+}
+
+/// `cloudproxy doctor --json` from the client namespace for `modes`: exit code and checks.
+fn run_doctor(topo: &Topology, stack: &Stack, modes: &[&str]) -> (Option<i32>, Vec<Value>, Ran) {
+    let mut args = vec![
+        "doctor",
+        "--app-id",
+        &stack.app_id,
+        "--app-cert",
+        &stack.app_cert,
+        "--control",
+        &stack.control_url,
+        "--ca",
+        stack.ca_str(),
+        "--area",
+        AREA,
+        "--json",
+    ];
+    for m in modes {
+        args.extend(["--mode", m]);
+    }
+    let r = Bounded::spawn(&topo.client, BIN, &args).wait(Duration::from_secs(60));
+    let lines: Vec<Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let checks = lines
+        .into_iter()
+        .filter(|v| v.get("verdict").is_some())
+        .collect();
+    (r.code(), checks, r)
+}
+
+/// The checks of `edge` and `step` (all modes).
+fn doctor_checks<'a>(checks: &'a [Value], edge: &str, step: &str) -> Vec<&'a Value> {
+    checks
+        .iter()
+        .filter(|c| c["edge"] == edge && c["step"] == step)
+        .collect()
+}
+
+/// Behind the whitelist of an App ID that enables only `mode`: the doctor passes every check
+/// of that mode on both edges (STUN on every TURN port of the range, a TURN allocation, the
+/// signalling relay) and skips the other modes as not enabled. Exit 0.
+fn check_doctor_open(
+    topo: &Topology,
+    stack: &Stack,
+    edges: &BTreeMap<String, EdgeHb>,
+    mode: &Mode,
+) {
+    let (code, checks, r) = run_doctor(topo, stack, &["3", "4", "5"]);
+    assert_eq!(code, Some(0), "mode {}: doctor: {r}", mode.number);
+    let n: u64 = mode.number.parse().unwrap();
+    for c in &checks {
+        if c["mode"] == n {
+            assert_eq!(c["verdict"], "PASS", "mode {}: {c}\n{r}", mode.number);
+        } else {
+            assert_eq!(
+                c["step"], "proxy-info",
+                "other modes stop at proxy info: {c}"
+            );
+            assert_eq!(c["verdict"], "SKIP", "{c}");
+            assert!(
+                c["detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("MODE_NOT_ENABLED"),
+                "{c}"
+            );
+        }
+    }
+    for (id, e) in edges {
+        let ports = match mode.app_mode {
+            "udp" => usize::from(e.udp_ports.1 - e.udp_ports.0) + 1,
+            "tcp" => usize::from(e.tcp_ports.1 - e.tcp_ports.0) + 1,
+            _ => 1,
+        };
+        let stun = doctor_checks(&checks, id, "stun");
+        assert_eq!(
+            stun.len(),
+            ports,
+            "mode {}: one STUN check per port of {id}: {r}",
+            mode.number
+        );
+        assert_eq!(doctor_checks(&checks, id, "turn-allocate").len(), 1, "{r}");
+        let sig = doctor_checks(&checks, id, "signalling");
+        assert_eq!(sig.len(), 1, "{r}");
+        let want = if mode.app_mode == "tls" { "wss" } else { "ws" };
+        assert_eq!(sig[0]["proto"], want, "mode {}: {r}", mode.number);
+    }
+    eprintln!(
+        "[e2e]    mode {} doctor: {} checks, all of this mode passed, the others skipped (not enabled)",
+        mode.number,
+        checks.len()
+    );
+}
+
+/// With edge A dropped in front of the whitelist: the doctor fails edge A's STUN checks and its
+/// signalling, skips its allocation, passes edge B, names edge A's address, and exits 69.
+fn check_doctor_edge_a_blocked(topo: &Topology, stack: &Stack, edges: &BTreeMap<String, EdgeHb>) {
+    let (code, checks, r) = run_doctor(topo, stack, &["3"]);
+    assert_eq!(code, Some(69), "doctor with edge-a blocked: {r}");
+    let a = &edges["edge-a"];
+    let stun_a = doctor_checks(&checks, "edge-a", "stun");
+    assert!(!stun_a.is_empty(), "{r}");
+    for c in &stun_a {
+        assert_eq!(c["verdict"], "FAIL", "{c}");
+        assert!(
+            c["target"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(&a.ip.to_string()),
+            "the failed check names edge-a's address: {c}"
+        );
+    }
+    assert_eq!(
+        doctor_checks(&checks, "edge-a", "turn-allocate")[0]["verdict"],
+        "SKIP",
+        "{r}"
+    );
+    assert_eq!(
+        doctor_checks(&checks, "edge-a", "signalling")[0]["verdict"],
+        "FAIL",
+        "{r}"
+    );
+    for step in ["stun", "turn-allocate", "signalling"] {
+        let b = doctor_checks(&checks, "edge-b", step);
+        assert!(!b.is_empty(), "edge-b {step}: {r}");
+        for c in b {
+            assert_eq!(c["verdict"], "PASS", "edge-b {step}: {c}");
+        }
+    }
+    assert!(r.stdout.contains("\"summary\""), "{r}");
+    eprintln!(
+        "[e2e] 5. doctor: edge-a's {} STUN checks and its signalling FAIL, edge-b passes; exit 69",
+        stun_a.len()
     );
 }
 

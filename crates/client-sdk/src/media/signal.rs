@@ -139,7 +139,8 @@ fn split_authority(a: &str, default_port: u16) -> Option<(String, u16)> {
     }
 }
 
-fn host_port(host: &str, port: u16) -> String {
+/// `host:port`, with brackets around an IPv6 literal (unless they are there already).
+pub(crate) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {
@@ -158,6 +159,67 @@ fn query_escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// Opens the WebSocket (TCP, TLS with `target.tls`, the HTTP upgrade) and closes it again,
+/// within `deadline`: what `cloudproxy doctor` checks of the signalling path. Returns the
+/// local address the connection had.
+pub async fn open(
+    target: &SignalTarget,
+    tls: &Arc<rustls::ClientConfig>,
+    deadline: Duration,
+) -> Result<std::net::SocketAddr, String> {
+    match tokio::time::timeout(deadline, upgrade(target, tls)).await {
+        Ok(Ok((mut ws, local))) => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+            Ok(local)
+        }
+        Ok(Err(why)) => Err(why),
+        Err(_) => Err(format!("no WebSocket within {deadline:?}")),
+    }
+}
+
+/// Connects and upgrades to a WebSocket; the error says why, without the URL.
+async fn upgrade(
+    target: &SignalTarget,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(Ws, std::net::SocketAddr), String> {
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| format!("TCP connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let local = tcp
+        .local_addr()
+        .map_err(|e| format!("local address: {e}"))?;
+    let stream: Box<dyn Stream> = if target.tls {
+        let name =
+            ServerName::try_from(target.host.clone()).map_err(|e| format!("TLS name: {e}"))?;
+        let s = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        Box::new(s)
+    } else {
+        Box::new(tcp)
+    };
+    let request = target
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("bad URL: {e}"))?;
+    match tokio_tungstenite::client_async(request, stream).await {
+        Ok((ws, _)) => Ok((ws, local)),
+        Err(WsError::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err(format!("relay answered HTTP {status} {body}"))
+        }
+        Err(e) => Err(format!("WebSocket handshake: {e}")),
+    }
 }
 
 /// Opens the WebSocket and joins; returns it with the other members, within `deadline`.
@@ -183,42 +245,7 @@ async fn connect_and_join_inner(
 ) -> Result<(Ws, Vec<String>, std::net::SocketAddr), JoinError> {
     let shown = target.shown();
     let unreachable = |why: String| JoinError::SignalUnreachable(format!("{shown}: {why}"));
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| unreachable(format!("TCP connect: {e}")))?;
-    let _ = tcp.set_nodelay(true);
-    let local = tcp
-        .local_addr()
-        .map_err(|e| unreachable(format!("local address: {e}")))?;
-    let stream: Box<dyn Stream> = if target.tls {
-        let name = ServerName::try_from(target.host.clone())
-            .map_err(|e| unreachable(format!("TLS name: {e}")))?;
-        let s = tokio_rustls::TlsConnector::from(tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| unreachable(format!("TLS handshake: {e}")))?;
-        Box::new(s)
-    } else {
-        Box::new(tcp)
-    };
-    let request = target
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| unreachable(format!("bad URL: {e}")))?;
-    let (mut ws, _) = match tokio_tungstenite::client_async(request, stream).await {
-        Ok(ok) => ok,
-        Err(WsError::Http(resp)) => {
-            let status = resp.status().as_u16();
-            let body = resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            return Err(unreachable(format!("relay answered HTTP {status} {body}")));
-        }
-        Err(e) => return Err(unreachable(format!("WebSocket handshake: {e}"))),
-    };
+    let (mut ws, local) = upgrade(target, tls).await.map_err(unreachable)?;
     let text = serde_json::to_string(&join).map_err(|e| unreachable(e.to_string()))?;
     ws.send(Message::Text(text.into()))
         .await
