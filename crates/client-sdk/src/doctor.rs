@@ -7,10 +7,10 @@
 //! 1. proxy info from the control plane (`POST /v1/proxy` over HTTPS), with the App ID and
 //!    a join token. A mode the App ID does not enable is skipped, not failed.
 //! 2. on every offered edge, a STUN Binding on **each** TURN port of the mode (UDP or TCP
-//!    over the whole range, TLS with ALPN `stun.turn` on the TLS port), concurrently, each
-//!    within the SDK's deadline for that transport;
+//!    over the whole range, at most [`MAX_PORTS`]; TLS with ALPN `stun.turn` on the TLS
+//!    port), [`PARALLEL_PROBES`] at a time, each within the SDK's deadline for that transport;
 //! 3. a TURN allocation with the minted credentials on the first port that answered, released
-//!    at once (Refresh 0);
+//!    at once (a Refresh with lifetime 0 is sent; its answer is not awaited);
 //! 4. the WebSocket upgrade of the edge's signalling relay towards the media network's
 //!    gateway (`ws` on the plain signalling port in modes 3 and 4, `wss` on the TLS port in
 //!    mode 5), closed at once.
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use control_api::{EdgeOffer, ProxyRequest, ProxyResponse, TransportMode};
+use futures_util::StreamExt;
 
 use crate::control::ControlClient;
 use crate::media::path::{TurnPath, TurnTarget};
@@ -32,6 +33,9 @@ use crate::{tls, ClientConfig, JoinError, SdkError};
 /// TURN ports checked per edge and mode at most (a range is 23 to 28 ports by default; a
 /// misconfigured one could be thousands).
 pub const MAX_PORTS: usize = 64;
+/// STUN probes in flight at once per edge (well under the edge's default limit of 64
+/// connections per client address).
+pub const PARALLEL_PROBES: usize = 16;
 /// Deadline of the TURN allocation check.
 pub const ALLOCATE_DEADLINE: Duration = Duration::from_secs(5);
 /// Deadline of the signalling relay check.
@@ -207,7 +211,9 @@ async fn check_edge(
         );
         out.push(c);
     }
-    // STUN on every port at once: each attempt is bounded by its transport's deadline.
+    // STUN on every port, PARALLEL_PROBES at a time (in port order): each attempt is bounded
+    // by its transport's deadline, and the edge's limit of connections per client address
+    // (64 by default, shared with everyone behind the same NAT) is never approached.
     let probes = ports.iter().take(MAX_PORTS).map(|&port| async move {
         let started = Instant::now();
         (
@@ -216,8 +222,12 @@ async fn check_edge(
             started.elapsed(),
         )
     });
+    let results: Vec<_> = futures_util::stream::iter(probes)
+        .buffered(PARALLEL_PROBES)
+        .collect()
+        .await;
     let mut first_ok: Option<ProbeOk> = None;
-    for (port, result, elapsed) in futures_util::future::join_all(probes).await {
+    for (port, result, elapsed) in results {
         let mut c = check("stun", proto, host_port(&edge.address, port));
         c.elapsed = elapsed;
         match result {
@@ -237,8 +247,11 @@ async fn check_edge(
     }
 
     // A TURN allocation where STUN got through.
-    let first_port = ports.first().copied().unwrap_or(0);
-    let mut c = check("turn-allocate", proto, host_port(&edge.address, first_port));
+    let shown = match ports.first() {
+        Some(&p) => host_port(&edge.address, p),
+        None => edge.address.clone(),
+    };
+    let mut c = check("turn-allocate", proto, shown);
     match first_ok {
         None => {
             c.verdict = Verdict::Skip;
@@ -257,7 +270,7 @@ async fn check_edge(
             match TurnPath::allocate(&target, &tls.turn, ALLOCATE_DEADLINE).await {
                 Ok(mut path) => {
                     c.detail = format!(
-                        "allocated relay {} with the minted credentials (released)",
+                        "allocated relay {} with the minted credentials (release sent)",
                         path.relayed()
                     );
                     path.close().await;

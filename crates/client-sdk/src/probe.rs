@@ -1,7 +1,7 @@
 //! Is an edge reachable on the mode's transport? A STUN Binding request (RFC 8489) answered
-//! within a deadline: over UDP to the first UDP port (1 s), over TCP to the first TCP port
-//! (2 s), or over TLS with ALPN `stun.turn` to the TLS port (3 s). The deadline covers name
-//! resolution, connecting and the handshake too.
+//! within a deadline: over UDP (1 s), over TCP (2 s), or over TLS with ALPN `stun.turn` to the
+//! TLS port (3 s). A join probes the mode's first port ([`probe`]); `doctor` every port
+//! ([`probe_port`]). The deadline covers name resolution, connecting and the handshake too.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

@@ -3,7 +3,8 @@
 //! `client_sdk::doctor`) and prints one line per check: what passes, and what the firewall
 //! (or the service) stops, with the address and port to look at.
 //!
-//! Exit codes: 0 when nothing failed, 69 when a check failed, 64 for usage errors.
+//! Exit codes: 0 when nothing failed, 69 when a check failed (or nothing passed, or a mode
+//! named with `--mode` is not enabled for the App ID), 64 for usage errors.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,8 +28,9 @@ pub struct DoctorArgs {
     /// User id the token is for.
     #[arg(long, default_value = "doctor")]
     uid: String,
-    /// Mode to check: 3 (UDP), 4 (TCP), 5 (TLS 443); repeat for several (default: all three;
-    /// a mode the App ID does not enable is reported as skipped).
+    /// Mode to check: 3 (UDP), 4 (TCP), 5 (TLS 443); repeat for several. Default: all three,
+    /// and a mode the App ID does not enable is skipped; a mode named here that it does not
+    /// enable makes the exit code 69.
     #[arg(long = "mode", value_name = "MODE")]
     modes: Vec<u8>,
     /// Area hint for the control plane (e.g. EU).
@@ -107,6 +109,11 @@ async fn run_async(args: DoctorArgs) -> ExitCode {
         println!("{}", check_line(c));
     }
     let (pass, fail, skip) = doctor::tally(&checks);
+    // A mode asked for by name that the App ID does not enable is a finding, not a detail.
+    let asked_but_off = !args.modes.is_empty()
+        && checks
+            .iter()
+            .any(|c| c.step == "proxy-info" && c.verdict == Verdict::Skip);
     if args.json {
         println!(
             "{}",
@@ -114,6 +121,9 @@ async fn run_async(args: DoctorArgs) -> ExitCode {
         );
     } else {
         println!("{pass} passed, {fail} failed, {skip} skipped");
+        if asked_but_off {
+            println!("A mode asked for with --mode is not enabled for this App ID.");
+        }
         if fail > 0 {
             println!(
                 "A failed check names the address and port that did not get through: compare it \
@@ -122,7 +132,7 @@ async fn run_async(args: DoctorArgs) -> ExitCode {
             );
         }
     }
-    if fail > 0 {
+    if fail > 0 || asked_but_off || pass == 0 {
         ExitCode::from(EX_UNAVAILABLE)
     } else {
         ExitCode::SUCCESS

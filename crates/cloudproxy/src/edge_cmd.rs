@@ -97,6 +97,10 @@ pub struct EdgeArgs {
     /// Expect a PROXY protocol v2 header on TCP ports (a load balancer is in front).
     #[arg(long)]
     proxy_protocol: bool,
+    /// Serve Prometheus metrics (GET /metrics, GET /healthz) on IP:PORT, e.g. 127.0.0.1:9641:
+    /// an operator's address, never a client-facing one [default: off].
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl EdgeArgs {
@@ -178,6 +182,9 @@ impl EdgeArgs {
             c.ticket_keys = self.ticket_keys;
         }
         c.proxy_protocol |= self.proxy_protocol;
+        if self.metrics_listen.is_some() {
+            c.metrics_listen = self.metrics_listen;
+        }
         c.validate()?;
         Ok(c)
     }

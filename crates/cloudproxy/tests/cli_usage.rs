@@ -218,6 +218,7 @@ fn doctor_refuses_bad_modes_and_reports_an_unreachable_control_plane() {
     // Neither a token nor a certificate: a usage error.
     let out = cloudproxy(&["doctor", "--app-id", "app-x"]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
     // Nothing listens on port 1: every mode's proxy-info check fails, nothing else is tried.
     let mut a = base.to_vec();
     a.push("--json");

@@ -4,7 +4,7 @@
 //! ignored setting. [`EdgeConfig::validate`] catches what types cannot (empty ranges, no
 //! credentials at all, relay addresses that are not the listener's family).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -242,6 +242,9 @@ pub struct EdgeConfig {
     pub handshake_timeout_secs: u64,
     /// Seconds a TCP/TLS connection without an allocation may stay silent (default 120).
     pub idle_timeout_secs: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`, `GET /healthz`), e.g.
+    /// `127.0.0.1:9641`; off when unset. An operator's address, never a client-facing one.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for EdgeConfig {
@@ -293,6 +296,7 @@ impl Default for EdgeConfig {
             max_connections_per_ip: 64,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 120,
+            metrics_listen: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config;
 pub mod front;
+mod metrics;
 pub mod proxy_protocol;
 mod registry;
 mod shard;
@@ -15,6 +16,7 @@ pub mod signal;
 mod sockets;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -57,6 +59,7 @@ pub struct Edge {
     quota: Arc<SharedQuota>,
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
+    metrics: Option<SocketAddr>,
 }
 
 impl Edge {
@@ -307,6 +310,34 @@ impl Edge {
             registry = Some(r);
             threads.push(t);
         }
+        let metrics = match cfg.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let (listener, local) = metrics::bind(addr).map_err(|source| StartError::Bind {
+                    what: "metrics listener",
+                    addr,
+                    source,
+                })?;
+                let (stats, quota) = (stats.clone(), quota.clone());
+                let flags = registry
+                    .as_ref()
+                    .map(|r| (r.registered.clone(), r.draining.clone()));
+                let shards = stats.len();
+                let sample = move || metrics::Sample {
+                    stats: sum_stats(&stats),
+                    shards,
+                    allocations: quota.total(),
+                    registered: flags.as_ref().is_some_and(|f| f.0.load(Ordering::Relaxed)),
+                    draining: flags.as_ref().is_some_and(|f| f.1.load(Ordering::Relaxed)),
+                };
+                threads.push(
+                    metrics::spawn(listener, sample, shutdown.subscribe())
+                        .map_err(|e| StartError::Other(format!("metrics thread: {e}")))?,
+                );
+                info!(%local, "edge metrics at http://{local}/metrics");
+                Some(local)
+            }
+        };
         info!(
             udp = %cfg.udp_ports, tcp = %cfg.tcp_ports, listen = %cfg.listen, relay = ?relay_ips,
             relay_ports = %cfg.relay_ports, shards = cfg.shards, realm = %cfg.realm,
@@ -320,7 +351,13 @@ impl Edge {
             quota,
             udp,
             tcp,
+            metrics,
         })
+    }
+
+    /// Where the Prometheus endpoint listens (`metrics_listen`, its port resolved).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// UDP listener addresses.
@@ -335,24 +372,7 @@ impl Edge {
 
     /// Counters summed over shards (refreshed twice a second).
     pub fn stats(&self) -> Stats {
-        let mut total = Stats::default();
-        for s in &self.stats {
-            let s = s.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            total.allocations_created += s.allocations_created;
-            total.allocations_removed += s.allocations_removed;
-            total.allocations_active += s.allocations_active;
-            total.requests_refused += s.requests_refused;
-            total.challenges += s.challenges;
-            total.auth_failures += s.auth_failures;
-            total.policy_denied += s.policy_denied;
-            total.malformed += s.malformed;
-            total.to_peer_packets += s.to_peer_packets;
-            total.to_peer_bytes += s.to_peer_bytes;
-            total.to_client_packets += s.to_client_packets;
-            total.to_client_bytes += s.to_client_bytes;
-            total.dropped_no_route += s.dropped_no_route;
-        }
-        total
+        sum_stats(&self.stats)
     }
 
     /// Whether the control plane has accepted a heartbeat (always false without one).
@@ -391,6 +411,28 @@ impl Drop for Edge {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The shards' counters (each published twice a second), summed.
+fn sum_stats(shards: &[Arc<Mutex<Stats>>]) -> Stats {
+    let mut total = Stats::default();
+    for s in shards {
+        let s = s.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        total.allocations_created += s.allocations_created;
+        total.allocations_removed += s.allocations_removed;
+        total.allocations_active += s.allocations_active;
+        total.requests_refused += s.requests_refused;
+        total.challenges += s.challenges;
+        total.auth_failures += s.auth_failures;
+        total.policy_denied += s.policy_denied;
+        total.malformed += s.malformed;
+        total.to_peer_packets += s.to_peer_packets;
+        total.to_peer_bytes += s.to_peer_bytes;
+        total.to_client_packets += s.to_client_packets;
+        total.to_client_bytes += s.to_client_bytes;
+        total.dropped_no_route += s.dropped_no_route;
+    }
+    total
 }
 
 /// The signalling service, when this edge can admit relays (it has ticket keys, or a control
