@@ -40,106 +40,115 @@ pub(crate) struct Sample {
     pub draining: bool,
 }
 
+/// One metric family: name (after `cloudproxy_edge_`), type, help, samples with their labels.
+type Family<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, u64)>);
+
 /// The text exposition of `s`.
 pub(crate) fn render(s: &Sample) -> String {
+    let t = &s.stats;
+    let (g, c) = ("gauge", "counter");
+    let dir = |to_peer: u64, to_client: u64| {
+        vec![
+            ("{direction=\"to_peer\"}", to_peer),
+            ("{direction=\"to_client\"}", to_client),
+        ]
+    };
+    let one = |v: u64| vec![("", v)];
+    // Name (after `cloudproxy_edge_`), type, help, and the samples with their labels.
+    let table: [Family<'_>; 14] = [
+        (
+            "allocations",
+            g,
+            "TURN allocations held now.",
+            one(s.allocations as u64),
+        ),
+        (
+            "allocations_created_total",
+            c,
+            "TURN allocations created.",
+            one(t.allocations_created),
+        ),
+        (
+            "allocations_removed_total",
+            c,
+            "TURN allocations that expired or were deleted.",
+            one(t.allocations_removed),
+        ),
+        (
+            "challenges_total",
+            c,
+            "401 challenges to requests without credentials (the normal first round trip).",
+            one(t.challenges),
+        ),
+        (
+            "requests_refused_total",
+            c,
+            "STUN/TURN requests refused with an error response, any code.",
+            one(t.requests_refused),
+        ),
+        (
+            "auth_failures_total",
+            c,
+            "Requests with credentials refused 401 (wrong, unknown or expired).",
+            one(t.auth_failures),
+        ),
+        (
+            "policy_denied_total",
+            c,
+            "Peer addresses refused by the relay policy (403 or dropped Send).",
+            one(t.policy_denied),
+        ),
+        (
+            "malformed_total",
+            c,
+            "Malformed or oversized packets dropped or answered 400.",
+            one(t.malformed),
+        ),
+        (
+            "dropped_no_route_total",
+            c,
+            "Datagrams dropped for want of an allocation, permission or channel.",
+            one(t.dropped_no_route),
+        ),
+        (
+            "relayed_packets_total",
+            c,
+            "Packets relayed, by direction.",
+            dir(t.to_peer_packets, t.to_client_packets),
+        ),
+        (
+            "relayed_bytes_total",
+            c,
+            "Payload bytes relayed, by direction.",
+            dir(t.to_peer_bytes, t.to_client_bytes),
+        ),
+        (
+            "shards",
+            g,
+            "Shards (one thread and runtime each) serving.",
+            one(s.shards as u64),
+        ),
+        (
+            "registered",
+            g,
+            "1 when the control plane has accepted a heartbeat.",
+            one(u64::from(s.registered)),
+        ),
+        (
+            "draining",
+            g,
+            "1 when an operator asked this edge to drain.",
+            one(u64::from(s.draining)),
+        ),
+    ];
     let mut out = String::with_capacity(2048);
-    let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
+    for (name, kind, help, rows) in table {
+        let name = format!("cloudproxy_edge_{name}");
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         for (labels, v) in rows {
             out.push_str(&format!("{name}{labels} {v}\n"));
         }
-    };
-    let t = &s.stats;
-    metric(
-        "cloudproxy_edge_allocations",
-        "gauge",
-        "TURN allocations held now.",
-        &[("", s.allocations as u64)],
-    );
-    metric(
-        "cloudproxy_edge_allocations_created_total",
-        "counter",
-        "TURN allocations created.",
-        &[("", t.allocations_created)],
-    );
-    metric(
-        "cloudproxy_edge_allocations_removed_total",
-        "counter",
-        "TURN allocations that expired or were deleted.",
-        &[("", t.allocations_removed)],
-    );
-    metric(
-        "cloudproxy_edge_challenges_total",
-        "counter",
-        "401 challenges to requests without credentials (the normal first round trip).",
-        &[("", t.challenges)],
-    );
-    metric(
-        "cloudproxy_edge_requests_refused_total",
-        "counter",
-        "STUN/TURN requests refused with an error response, any code.",
-        &[("", t.requests_refused)],
-    );
-    metric(
-        "cloudproxy_edge_auth_failures_total",
-        "counter",
-        "Requests with credentials refused 401 (wrong, unknown or expired).",
-        &[("", t.auth_failures)],
-    );
-    metric(
-        "cloudproxy_edge_policy_denied_total",
-        "counter",
-        "Peer addresses refused by the relay policy (403 or dropped Send).",
-        &[("", t.policy_denied)],
-    );
-    metric(
-        "cloudproxy_edge_malformed_total",
-        "counter",
-        "Malformed or oversized packets dropped or answered 400.",
-        &[("", t.malformed)],
-    );
-    metric(
-        "cloudproxy_edge_dropped_no_route_total",
-        "counter",
-        "Datagrams dropped for want of an allocation, permission or channel.",
-        &[("", t.dropped_no_route)],
-    );
-    metric(
-        "cloudproxy_edge_relayed_packets_total",
-        "counter",
-        "Packets relayed, by direction.",
-        &[
-            ("{direction=\"to_peer\"}", t.to_peer_packets),
-            ("{direction=\"to_client\"}", t.to_client_packets),
-        ],
-    );
-    metric(
-        "cloudproxy_edge_relayed_bytes_total",
-        "counter",
-        "Payload bytes relayed, by direction.",
-        &[
-            ("{direction=\"to_peer\"}", t.to_peer_bytes),
-            ("{direction=\"to_client\"}", t.to_client_bytes),
-        ],
-    );
-    metric(
-        "cloudproxy_edge_shards",
-        "gauge",
-        "Shards (one thread and runtime each) serving.",
-        &[("", s.shards as u64)],
-    );
-    metric(
-        "cloudproxy_edge_registered",
-        "gauge",
-        "1 when the control plane has accepted a heartbeat.",
-        &[("", u64::from(s.registered))],
-    );
-    metric(
-        "cloudproxy_edge_draining",
-        "gauge",
-        "1 when an operator asked this edge to drain.",
-        &[("", u64::from(s.draining))],
-    );
+    }
     out
 }
 
