@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 use edge::config::{SecretSpec, UserSpec};
@@ -101,6 +102,11 @@ pub struct EdgeArgs {
     /// an operator's address, never a client-facing one [default: off].
     #[arg(long, value_name = "IP:PORT")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// On SIGTERM/SIGINT, drain for up to this many seconds (e.g. 30, for rolling restarts):
+    /// refuse new allocations (508), tell the control plane, let calls in progress end; a
+    /// second signal stops at once [default: 0, stop at once].
+    #[arg(long, value_name = "SECS")]
+    drain_secs: Option<u64>,
 }
 
 impl EdgeArgs {
@@ -185,6 +191,9 @@ impl EdgeArgs {
         if self.metrics_listen.is_some() {
             c.metrics_listen = self.metrics_listen;
         }
+        if let Some(v) = self.drain_secs {
+            c.drain_secs = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -202,8 +211,9 @@ pub fn run(args: EdgeArgs) -> ExitCode {
     serve(cfg)
 }
 
-/// Starts the edge and blocks until SIGINT/SIGTERM.
+/// Starts the edge and blocks until SIGINT/SIGTERM; then drains (see `drain_secs`).
 pub fn serve(cfg: EdgeConfig) -> ExitCode {
+    let drain = Duration::from_secs(cfg.drain_secs);
     let edge = match Edge::start(cfg) {
         Ok(e) => e,
         Err(e @ StartError::Bind { .. }) => {
@@ -223,8 +233,41 @@ pub fn serve(cfg: EdgeConfig) -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(wait_for_signal());
-    tracing::info!("signal received: stopping");
+    rt.block_on(async {
+        wait_for_signal().await;
+        let held = edge.allocations();
+        if drain.is_zero() || held == 0 {
+            tracing::info!(allocations = held, "signal received: stopping");
+            return;
+        }
+        edge.drain();
+        tracing::info!(
+            allocations = held,
+            drain_secs = drain.as_secs(),
+            "signal received: draining (new allocations refused; a second signal stops at once)"
+        );
+        let deadline = tokio::time::Instant::now() + drain;
+        let second = wait_for_signal();
+        tokio::pin!(second);
+        loop {
+            tokio::select! {
+                _ = &mut second => {
+                    tracing::info!(allocations = edge.allocations(), "second signal: stopping now");
+                    return;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::info!(allocations = edge.allocations(), "drain time over: stopping");
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if edge.allocations() == 0 {
+                        tracing::info!("drained: every allocation has ended; stopping");
+                        return;
+                    }
+                }
+            }
+        }
+    });
     edge.shutdown();
     ExitCode::SUCCESS
 }

@@ -245,6 +245,11 @@ pub struct EdgeConfig {
     /// Where to serve Prometheus metrics (`GET /metrics`, `GET /healthz`), e.g.
     /// `127.0.0.1:9641`; off when unset. An operator's address, never a client-facing one.
     pub metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, seconds to drain before stopping, for rolling restarts (e.g.
+    /// 30): new allocations are refused (508) and the control plane stops offering the edge,
+    /// while calls already relayed go on until they end or this runs out; a second signal
+    /// stops at once. Default 0: stop at once.
+    pub drain_secs: u64,
 }
 
 impl Default for EdgeConfig {
@@ -297,6 +302,7 @@ impl Default for EdgeConfig {
             handshake_timeout_secs: 10,
             idle_timeout_secs: 120,
             metrics_listen: None,
+            drain_secs: 0,
         }
     }
 }

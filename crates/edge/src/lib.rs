@@ -328,7 +328,8 @@ impl Edge {
                     shards,
                     allocations: quota.total(),
                     registered: flags.as_ref().is_some_and(|f| f.0.load(Ordering::Relaxed)),
-                    draining: flags.as_ref().is_some_and(|f| f.1.load(Ordering::Relaxed)),
+                    draining: quota.is_closed()
+                        || flags.as_ref().is_some_and(|f| f.1.load(Ordering::Relaxed)),
                 };
                 threads.push(
                     metrics::spawn(listener, sample, shutdown.subscribe())
@@ -382,11 +383,25 @@ impl Edge {
             .is_some_and(|r| r.registered.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Whether an operator asked this edge to drain.
+    /// Whether this edge is draining: an operator asked (through the control plane) or
+    /// [`Self::drain`] was called.
     pub fn draining(&self) -> bool {
-        self.registry
-            .as_ref()
-            .is_some_and(|r| r.draining.load(std::sync::atomic::Ordering::Relaxed))
+        self.quota.is_closed()
+            || self
+                .registry
+                .as_ref()
+                .is_some_and(|r| r.draining.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Starts a graceful stop: no new allocation on any shard (508 "edge draining"), and the
+    /// heartbeats say draining, so the control plane stops offering this edge. Allocations
+    /// already made keep refreshing and relaying; [`Self::allocations`] says when they are
+    /// gone.
+    pub fn drain(&self) {
+        self.quota.close();
+        if let Some(r) = &self.registry {
+            r.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Allocations alive on the edge now.

@@ -162,7 +162,10 @@ async fn run(
                         apply("TURN secrets", &hb.turn_secrets, &inputs.secrets);
                         apply("ticket keys", &hb.ticket_keys, &inputs.tickets);
                         if hb.drain && !draining.swap(true, Ordering::Relaxed) {
-                            info!("control plane asked this edge to drain: it is no longer offered to clients");
+                            // Not offered any more, and no new allocation from clients that
+                            // still hold credentials for it; calls in progress go on.
+                            inputs.quota.close();
+                            info!("control plane asked this edge to drain: it is no longer offered to clients, and new allocations are refused (508)");
                         }
                         if !registered.swap(true, Ordering::Relaxed) || failures > 0 {
                             info!(endpoint = %endpoint, lease_secs = hb.lease_secs, "registered with the control plane");

@@ -470,6 +470,33 @@ fn per_user_allocation_quota_is_486() {
 }
 
 #[test]
+fn a_closed_quota_refuses_new_allocations_508_and_keeps_the_existing_ones() {
+    let mut h = Harness::setup().build();
+    let mut a = Client::alice(udp(1));
+    h.allocate(&mut a);
+    h.quota.close();
+    assert!(h.quota.is_closed());
+    let mut b = Client::bob(udp(2));
+    let r = h.allocate_with(&mut b, |_| {});
+    r.assert_error(Method::Allocate, 508);
+    assert!(r.integrity_ok(&b.key()));
+    assert_eq!(
+        h.bind_requests.len(),
+        1,
+        "no relay socket for the refused one"
+    );
+    // Alice's allocation still refreshes, and ends when she deletes it.
+    h.refresh(&mut a, Some(600)).assert_success(Method::Refresh);
+    assert_eq!(h.quota.total(), 1);
+    h.refresh(&mut a, Some(0)).assert_success(Method::Refresh);
+    assert_eq!(h.quota.total(), 0);
+    // And a new one stays refused.
+    let mut c = Client::alice(udp(3));
+    h.allocate_with(&mut c, |_| {})
+        .assert_error(Method::Allocate, 508);
+}
+
+#[test]
 fn edge_wide_quota_is_508() {
     let mut h = Harness::setup().quota_total(1).build();
     let mut a = Client::alice(udp(1));

@@ -119,6 +119,11 @@ async fn minted_credentials_relay_through_a_registered_edge_and_expire() {
     cfg.control_ca = Some(t.ca_file.clone());
     cfg.pool = app.pool.clone();
     cfg.edge_id = Some("e2e-edge".into());
+    // A static user of the edge's own, for the drain check at the end.
+    cfg.users = vec![edge::config::UserSpec {
+        name: "operator-check".into(),
+        password: "check-pass".into(),
+    }];
     let edge = tokio::task::spawn_blocking(move || Edge::start(cfg))
         .await
         .unwrap()
@@ -269,6 +274,40 @@ async fn minted_credentials_relay_through_a_registered_edge_and_expire() {
         "the edge counted the refusals: {:?}",
         edge.stats()
     );
+    // An operator drains the edge through the control plane: from the next heartbeat the edge
+    // refuses new allocations (508) to anyone with valid credentials (here a static user of
+    // its own, since the minted ones have expired by now), and keeps running.
+    let r = t
+        .admin(reqwest::Method::POST, "/v1/admin/edges/e2e-edge/drain")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "drain: {}", r.status());
+    let port = p[1];
+    tokio::task::spawn_blocking(move || {
+        use integration_tests::turn_client::{Client, Link};
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let link = Link::tcp(format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+            let code = Client::new(link, "operator-check", "check-pass")
+                .allocate(17, &[])
+                .unwrap()
+                .code;
+            if code == Some(508) {
+                return;
+            }
+            assert_eq!(code, None, "Allocate before the drain reaches the edge");
+            assert!(
+                Instant::now() < deadline,
+                "the edge never refused new allocations after the drain"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(edge.draining());
+    println!("drained through the control plane: new allocations get 508");
     drop(other);
     drop(edge);
 }

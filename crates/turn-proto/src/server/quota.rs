@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,6 +18,8 @@ use super::Refusal;
 pub struct SharedQuota {
     max_total: usize,
     total: AtomicUsize,
+    /// Draining: no new allocation (existing ones keep refreshing and relaying).
+    closed: AtomicBool,
     per_user: Mutex<HashMap<String, u32>>,
     /// RESERVATION-TOKEN → the held relay port and when the hold ends.
     reservations: Mutex<HashMap<u64, (SocketAddr, Instant)>>,
@@ -29,6 +31,7 @@ impl SharedQuota {
         Arc::new(Self {
             max_total,
             total: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             per_user: Mutex::new(HashMap::new()),
             reservations: Mutex::new(HashMap::new()),
         })
@@ -36,6 +39,11 @@ impl SharedQuota {
 
     /// Takes one allocation slot for `user`, or says which limit stops it.
     pub(crate) fn acquire(&self, user: &str, max_per_user: u32) -> Result<(), Refusal> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Refusal::InsufficientCapacity(
+                "edge draining: allocate on another edge",
+            ));
+        }
         let mut users = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
         let n = users.get(user).copied().unwrap_or(0);
         if n >= max_per_user {
@@ -72,6 +80,17 @@ impl SharedQuota {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// Stops new allocations on every shard (508, "edge draining"), for a graceful stop:
+    /// allocations already made keep refreshing and relaying until they end.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Allocations on the edge now.
