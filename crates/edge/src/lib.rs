@@ -319,17 +319,16 @@ impl Edge {
                     source,
                 })?;
                 let (stats, quota) = (stats.clone(), quota.clone());
-                let flags = registry
-                    .as_ref()
-                    .map(|r| (r.registered.clone(), r.draining.clone()));
+                let registered = registry.as_ref().map(|r| r.registered.clone());
                 let shards = stats.len();
                 let sample = move || metrics::Sample {
                     stats: sum_stats(&stats),
                     shards,
                     allocations: quota.total(),
-                    registered: flags.as_ref().is_some_and(|f| f.0.load(Ordering::Relaxed)),
-                    draining: quota.is_closed()
-                        || flags.as_ref().is_some_and(|f| f.1.load(Ordering::Relaxed)),
+                    registered: registered
+                        .as_ref()
+                        .is_some_and(|r| r.load(Ordering::Relaxed)),
+                    draining: quota.is_closed(),
                 };
                 threads.push(
                     metrics::spawn(listener, sample, shutdown.subscribe())
@@ -384,13 +383,9 @@ impl Edge {
     }
 
     /// Whether this edge is draining: an operator asked (through the control plane) or
-    /// [`Self::drain`] was called.
+    /// [`Self::drain`] was called. Both close the shared quota, so it is the one record.
     pub fn draining(&self) -> bool {
         self.quota.is_closed()
-            || self
-                .registry
-                .as_ref()
-                .is_some_and(|r| r.draining.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Starts a graceful stop: no new allocation on any shard (508 "edge draining"), and the

@@ -283,6 +283,14 @@ mod tests {
         assert!(text.contains("cloudproxy_edge_auth_failures_total 4\n"));
         assert!(text.contains("cloudproxy_edge_registered 1\n"));
         assert!(text.contains("cloudproxy_edge_draining 0\n"));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap();
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name} twice"
+            );
+        }
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(
